@@ -1,0 +1,5 @@
+"""
+mcpbridge: serve a stdio MCP server over Streamable HTTP.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""
+JSON-RPC 2.0 message handling: classification, error objects and the
+standard codes.  Messages travel as the exact bytes they arrived as, beside
+their parsed form, so the bridge never re-serialises a body it only routes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Union
+
+# Standard JSON-RPC codes.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# Implementation-defined server errors used by the bridge (-32000 .. -32099).
+CONNECTION_CLOSED = -32000
+REQUEST_TIMEOUT = -32001
+SERVER_UNAVAILABLE = -32002
+MESSAGE_TOO_LARGE = -32003
+
+JSONId = Union[str, int]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(obj: Any) -> bytes:
+    """
+    Serialise C{obj} compactly as UTF-8 JSON (no newlines, ever).
+    """
+    return _dumps(obj).encode("utf-8")
+
+
+class Message:
+    """
+    One JSON-RPC message: its wire bytes and its parsed object.
+
+    @ivar raw: the message exactly as it should be written (no newline).
+    @ivar obj: the parsed JSON object.
+    """
+
+    __slots__ = ("raw", "obj")
+
+    def __init__(self, raw: bytes, obj: dict[str, Any]) -> None:
+        self.raw = raw
+        self.obj = obj
+
+    @classmethod
+    def fromObject(cls, obj: dict[str, Any]) -> "Message":
+        """
+        Build a message from an object, serialising it once.
+        """
+        return cls(dumps(obj), obj)
+
+    @property
+    def method(self) -> Optional[str]:
+        m = self.obj.get("method")
+        return m if isinstance(m, str) else None
+
+    @property
+    def id(self) -> Any:
+        return self.obj.get("id")
+
+    @property
+    def isRequest(self) -> bool:
+        return "method" in self.obj and "id" in self.obj
+
+    @property
+    def isNotification(self) -> bool:
+        return "method" in self.obj and "id" not in self.obj
+
+    @property
+    def isResponse(self) -> bool:
+        obj = self.obj
+        return "method" not in obj and "id" in obj and ("result" in obj or "error" in obj)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        p = self.obj.get("params")
+        return p if isinstance(p, dict) else {}
+
+    @property
+    def progressToken(self) -> Any:
+        """
+        The C{params._meta.progressToken} of a request, or L{None}.
+        """
+        meta = self.params.get("_meta")
+        if isinstance(meta, dict):
+            return meta.get("progressToken")
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Message {self.raw[:120]!r}>"
+
+
+def validId(value: Any) -> bool:
+    """
+    Whether C{value} may be a request id: a string or an integer (not a bool).
+    """
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def checkClientMessage(obj: Any) -> Optional[str]:
+    """
+    Check the shape of one message sent by an HTTP client.
+
+    @return: L{None} when it is a well-formed request, notification or
+        response, else a sentence saying what is wrong.
+    """
+    if not isinstance(obj, dict):
+        return "a JSON-RPC message must be a JSON object"
+    if obj.get("jsonrpc") != "2.0":
+        return 'the "jsonrpc" member must be "2.0"'
+    if "method" in obj:
+        if not isinstance(obj["method"], str):
+            return 'the "method" member must be a string'
+        if "id" in obj and not validId(obj["id"]):
+            return "a request id must be a string or an integer"
+        if "params" in obj and not isinstance(obj["params"], (dict, list)):
+            return 'the "params" member must be an object or an array'
+        return None
+    if "id" in obj and ("result" in obj or "error" in obj):
+        if obj["id"] is not None and not validId(obj["id"]):
+            return "a response id must be a string, an integer or null"
+        return None
+    return "not a JSON-RPC request, notification or response"
+
+
+def errorObject(code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """
+    A JSON-RPC error member.
+    """
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return err
+
+
+def errorResponse(id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """
+    A JSON-RPC error response for request C{id}.
+    """
+    return {"jsonrpc": "2.0", "id": id, "error": errorObject(code, message, data)}
+
+
+def errorMessage(id: Any, code: int, message: str, data: Any = None) -> Message:
+    """
+    L{errorResponse} as a L{Message}.
+    """
+    return Message.fromObject(errorResponse(id, code, message, data))
+
+
+def cancelledNotification(requestId: Any, reason: str) -> Message:
+    """
+    A C{notifications/cancelled} for C{requestId}.
+    """
+    return Message.fromObject(
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": requestId, "reason": reason},
+        }
+    )
+
+
+def parseLine(line: bytes) -> list[Message]:
+    """
+    Parse one line from a child's stdout into messages (a batch gives several).
+
+    @raise ValueError: when the line is not JSON or holds no JSON-RPC object.
+    """
+    obj = json.loads(line)
+    if isinstance(obj, dict):
+        return [Message(line, obj)]
+    if isinstance(obj, list) and obj and all(isinstance(o, dict) for o in obj):
+        return [Message.fromObject(o) for o in obj]
+    raise ValueError("not a JSON-RPC object or batch")

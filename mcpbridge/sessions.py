@@ -1,0 +1,608 @@
+"""
+MCP sessions of the session era (2025-03-26 to 2025-11-25): one child process
+per session, the client requests in flight, and the routing of every message
+the child sends to exactly one stream.
+
+Routing rule for a message from the child:
+
+ 1. A response goes to the stream of the request it answers.
+ 2. A notification that names its request goes to that request's stream:
+    C{notifications/progress} by its C{progressToken}, C{notifications/cancelled}
+    by the server request it cancels.
+ 3. Session-wide notifications (C{notifications/*/list_changed},
+    C{notifications/resources/updated}) go to the GET stream when one is
+    open.
+ 4. Anything else (log messages, sampling, elicitation and roots requests,
+    session-wide notifications with no GET stream) goes to the stream of the
+    newest request still in flight, since a stdio server cannot say which
+    request it is working for.
+ 5. With nothing in flight it goes to the GET stream, or, if none is open,
+    waits in a bounded backlog that the next GET stream receives first.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from typing import Any, Callable, Iterable, Optional
+
+import attr
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.task import LoopingCall
+
+from . import jsonrpc
+from .child import ChildProcess, ChildStartError, CommandSpec, spawnGroupLeader
+from .jsonrpc import Message
+from .logs import logger
+from .streams import PRIMING_VERSIONS, Connection, EventHistory, Stream, eventId
+
+#: Protocol versions of the session era that the bridge serves.
+SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+#: Assumed when a client sends no MCP-Protocol-Version and nothing else tells.
+DEFAULT_VERSION = "2025-03-26"
+
+_SESSION_WIDE = ("notifications/resources/updated",)
+
+
+def isSessionWide(method: Optional[str]) -> bool:
+    return method is not None and (method.endswith("/list_changed") or method in _SESSION_WIDE)
+
+
+@attr.s(auto_attribs=True)
+class SessionConfig:
+    """
+    Settings of sessions; seconds unless said otherwise, 0 disables a timeout.
+    """
+
+    idleTimeout: float = 300.0
+    requestTimeout: float = 600.0
+    startupTimeout: float = 30.0
+    maxSessions: int = 100
+    heartbeatInterval: float = 15.0
+    historyEvents: int = 1000
+    historyBytes: int = 16 * 1024 * 1024
+    backlogMessages: int = 1000
+    retryMillis: int = 1000
+
+
+class SessionError(Exception):
+    """
+    A client error the web layer turns into an HTTP status and JSON-RPC error.
+    """
+
+    def __init__(self, status: int, code: int, message: str, retryAfter: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryAfter = retryAfter
+
+
+class _Pending:
+    """
+    A client request the child has not answered yet.
+    """
+
+    __slots__ = ("id", "stream", "progressToken", "timer", "method")
+
+    def __init__(self, id: Any, stream: Stream, progressToken: Any, method: str) -> None:
+        self.id = id
+        self.stream = stream
+        self.progressToken = progressToken
+        self.timer: Any = None
+        self.method = method
+
+
+class Session:
+    """
+    One MCP session and its child process.
+
+    @ivar id: the C{Mcp-Session-Id}.
+    @ivar protocolVersion: negotiated by C{initialize}.
+    @ivar state: C{"starting"}, C{"ready"} or C{"closed"}.
+    """
+
+    log = logger("mcpbridge.session")
+
+    def __init__(self, manager: "SessionManager", sessionId: str) -> None:
+        self.manager = manager
+        self.config = manager.config
+        self.clock = manager.reactor
+        self.id = sessionId
+        self.protocolVersion = DEFAULT_VERSION
+        self.state = "starting"
+        self.created = self.clock.seconds()
+        self.lastActivity = self.created
+        self.pending: dict[Any, _Pending] = {}
+        self.progress: dict[Any, _Pending] = {}
+        self.serverRequests: dict[Any, Stream] = {}
+        self.streams: dict[int, Stream] = {}
+        self.getStream: Stream = Stream(self, 0, None)
+        self.history = EventHistory(self.config.historyEvents, self.config.historyBytes)
+        self.backlog: deque[Message] = deque(maxlen=self.config.backlogMessages)
+        self.seq = 0
+        self._streamNumbers = 0
+        self.child = ChildProcess(
+            manager.command, self.clock, label=sessionId[:8],
+            onMessage=self.childMessage, onExit=self.childExited,
+            onOversized=self.childOversized, spawn=manager.spawn, killpg=manager.killpg)
+
+    # Bookkeeping.
+
+    def nextSeq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def primingEvent(self, stream: int) -> bytes:
+        """
+        The event that opens an SSE stream: for clients of 2025-11-25 an
+        event with an id and no data (so the client can resume even before
+        the first message), with the reconnection delay; else nothing.
+        """
+        if self.protocolVersion in PRIMING_VERSIONS:
+            return b"id: %s\nretry: %d\ndata: \n\n" % (
+                eventId(stream, self.nextSeq()), self.config.retryMillis)
+        return b""
+
+    def touch(self) -> None:
+        self.lastActivity = self.clock.seconds()
+
+    @property
+    def idle(self) -> bool:
+        """
+        No request in flight and no open stream.
+        """
+        if self.pending or self.getStream.live:
+            return False
+        return not any(s.live for s in self.streams.values())
+
+    def liveConnections(self) -> Iterable[Connection]:
+        if self.getStream.live:
+            assert self.getStream.connection is not None
+            yield self.getStream.connection
+        for s in self.streams.values():
+            if s.live:
+                assert s.connection is not None
+                yield s.connection
+
+    def _newStream(self, connection: Optional[Connection], ids: Iterable[Any],
+                   batch: bool) -> Stream:
+        self._streamNumbers += 1
+        stream = Stream(self, self._streamNumbers, connection, ids, batch)
+        self.streams[stream.number] = stream
+        stream.onDone = self._streamDone
+        return stream
+
+    def _streamDone(self, stream: Stream) -> None:
+        # Its events stay in the history, so a client cut off just before the
+        # end can still resume it; only the live bookkeeping goes.
+        self.streams.pop(stream.number, None)
+
+    def streamDisconnected(self, stream: Stream) -> None:
+        self.touch()
+
+    def _dropSessionHeader(self, stream: Stream) -> None:
+        if stream.connection is not None:
+            stream.connection.headers.pop(b"mcp-session-id", None)
+
+    # Client to child.
+
+    def start(self) -> None:
+        """
+        Start the child process.
+
+        @raise ChildStartError: when it cannot be started.
+        """
+        self.child.start()
+
+    def initialize(self, message: Message, connection: Connection) -> None:
+        """
+        Send the client's C{initialize} to the new child; the answer goes
+        back on C{connection} with the session id when it succeeds.
+        """
+        connection.headers[b"mcp-session-id"] = self.id.encode("ascii")
+        stream = self._newStream(connection, [message.id], batch=False)
+        pending = self._track(message, stream, self.config.startupTimeout)
+        pending.method = "initialize"
+        requested = message.params.get("protocolVersion")
+        if isinstance(requested, str) and requested in SESSION_VERSIONS:
+            self.protocolVersion = requested
+        if not self.child.send(message):
+            self._dropSessionHeader(stream)
+            self._fail(pending, 502, jsonrpc.SERVER_UNAVAILABLE,
+                       "the MCP server is not running")
+
+    def submit(self, messages: list[Message], connection: Optional[Connection],
+               batch: bool) -> Optional[Stream]:
+        """
+        Forward a POST's messages to the child.
+
+        @return: the stream that will carry the answers, or L{None} when the
+            POST held no request (the caller answers 202).
+        @raise SessionError: for a request id already in flight.
+        """
+        self.touch()
+        requests = [m for m in messages if m.isRequest]
+        seen = set()
+        for m in requests:
+            if m.id in self.pending or m.id in seen:
+                raise SessionError(
+                    409, jsonrpc.INVALID_REQUEST,
+                    f"request id {m.id!r} is already in flight in this session")
+            seen.add(m.id)
+        stream = None
+        if requests:
+            stream = self._newStream(connection, [m.id for m in requests], batch)
+        for m in messages:
+            if m.isRequest:
+                assert stream is not None
+                self._track(m, stream, self.config.requestTimeout)
+            elif m.isResponse:
+                self.serverRequests.pop(m.id, None)
+            elif m.method == "notifications/cancelled":
+                self._clientCancelled(m)
+            if not self.child.send(m):
+                raise SessionError(404, jsonrpc.SERVER_UNAVAILABLE, "session has ended")
+        return stream
+
+    def _track(self, message: Message, stream: Stream, timeout: float) -> _Pending:
+        pending = _Pending(message.id, stream, message.progressToken, message.method or "")
+        self.pending[message.id] = pending
+        if pending.progressToken is not None:
+            self.progress[pending.progressToken] = pending
+        if timeout > 0:
+            pending.timer = self.clock.callLater(timeout, self._timedOut, pending, timeout)
+        return pending
+
+    def _untrack(self, pending: _Pending) -> None:
+        self.pending.pop(pending.id, None)
+        if pending.progressToken is not None:
+            self.progress.pop(pending.progressToken, None)
+        if pending.timer is not None and pending.timer.active():
+            pending.timer.cancel()
+        pending.timer = None
+
+    def _clientCancelled(self, message: Message) -> None:
+        requestId = message.params.get("requestId")
+        pending = self.pending.get(requestId)
+        if pending is not None:
+            self._untrack(pending)
+            pending.stream.abandon(requestId)
+
+    def _timedOut(self, pending: _Pending, timeout: float) -> None:
+        pending.timer = None
+        if pending.method == "initialize":
+            self.log.warn("session {session}: the MCP server did not answer initialize "
+                          "within {timeout} s", session=self.id, timeout=timeout)
+            self._dropSessionHeader(pending.stream)
+            self._fail(pending, 504, jsonrpc.REQUEST_TIMEOUT,
+                       f"the MCP server did not answer initialize within {timeout:g} s")
+            self.manager.discard(self, "startup timeout")
+            return
+        self.log.warn("session {session}: request {id} ({method}) timed out after {timeout} s",
+                      session=self.id, id=pending.id, method=pending.method, timeout=timeout)
+        self._fail(pending, 200, jsonrpc.REQUEST_TIMEOUT,
+                   f"request timed out after {timeout:g} s without progress")
+        self.child.send(jsonrpc.cancelledNotification(
+            pending.id, "timed out in the bridge"))
+
+    def _fail(self, pending: _Pending, status: int, code: int, message: str) -> None:
+        self._untrack(pending)
+        pending.stream.respond(pending.id, jsonrpc.errorMessage(pending.id, code, message),
+                               status)
+
+    # GET stream and resumption.
+
+    def openGetStream(self, connection: Connection) -> None:
+        """
+        Make C{connection} the session's GET stream.
+
+        @raise SessionError: 409 when one is already open.
+        """
+        if self.getStream.live:
+            raise SessionError(409, jsonrpc.INVALID_REQUEST,
+                               "this session already has an open GET stream")
+        self.touch()
+        self.getStream.attach(connection)
+        connection.startSSE()
+        connection.write(self.primingEvent(0))
+        self._flushBacklog()
+
+    def resume(self, connection: Connection, stream: int, seq: int) -> None:
+        """
+        Reconnect a client to stream C{stream}: replay what it missed after
+        event C{seq}, then carry on live if the stream has not ended.
+
+        @raise SessionError: 400 for a stream this session never had.
+        """
+        self.touch()
+        if stream == 0:
+            self.getStream.attach(connection)
+            connection.startSSE()
+            for event in self.history.after(0, seq):
+                connection.write(event)
+            self._flushBacklog()
+            return
+        if stream > self._streamNumbers:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST,
+                               "Last-Event-ID names a stream this session never had")
+        connection.startSSE()
+        for event in self.history.after(stream, seq):
+            connection.write(event)
+        target = self.streams.get(stream)
+        if target is None or target.done:
+            connection.write(b"")
+            connection.close()
+            self.streams.pop(stream, None)
+            return
+        target.attach(connection)
+
+    def _flushBacklog(self) -> None:
+        while self.backlog and self.getStream.live:
+            self.getStream.send(self.backlog.popleft())
+
+    # Child to client.
+
+    def childMessage(self, message: Message) -> None:
+        obj = message.obj
+        if "method" not in obj:
+            if "id" in obj:
+                pending = self.pending.get(obj["id"])
+                if pending is None:
+                    self.log.debug("session {session}: response to unknown or cancelled "
+                                   "request {id} dropped", session=self.id, id=obj["id"])
+                    return
+                self._untrack(pending)
+                if pending.method == "initialize":
+                    self._initialized(pending, message)
+                    return
+                pending.stream.respond(pending.id, message)
+            return
+        method = obj["method"]
+        if "id" in obj:
+            stream = self._unlinkedStream(method == "ping")
+            if stream is None:
+                self.backlog.append(message)
+            else:
+                self.serverRequests[obj["id"]] = stream
+                stream.send(message)
+            return
+        stream = None
+        if method == "notifications/progress":
+            token = message.params.get("progressToken")
+            pending = self.progress.get(token)
+            if pending is not None:
+                stream = pending.stream
+                if pending.timer is not None and pending.timer.active():
+                    pending.timer.reset(self.config.requestTimeout)
+        elif method == "notifications/cancelled":
+            stream = self.serverRequests.pop(message.params.get("requestId"), None)
+        if stream is None:
+            stream = self._unlinkedStream(isSessionWide(method))
+        if stream is None:
+            self.backlog.append(message)
+        else:
+            stream.send(message)
+
+    def _unlinkedStream(self, preferGet: bool) -> Optional[Stream]:
+        if preferGet and self.getStream.live:
+            return self.getStream
+        if self.pending:
+            return next(reversed(self.pending.values())).stream
+        if self.getStream.live:
+            return self.getStream
+        return None
+
+    def _initialized(self, pending: _Pending, message: Message) -> None:
+        result = message.obj.get("result")
+        if not isinstance(result, dict):
+            self._dropSessionHeader(pending.stream)
+            pending.stream.respond(pending.id, message)
+            self.manager.discard(self, "initialize failed")
+            return
+        version = result.get("protocolVersion")
+        if isinstance(version, str):
+            self.protocolVersion = version
+        self.state = "ready"
+        self.manager.register(self)
+        pending.stream.respond(pending.id, message)
+        self.log.info("session {session} started (protocol {version}, pid {pid})",
+                      session=self.id, version=self.protocolVersion, pid=self.child.pid)
+
+    def childOversized(self, head: bytes) -> None:
+        """
+        The child wrote a message over the size limit: fail the request it
+        answered, if its id can be read from the start of the line.
+        """
+        import re
+
+        match = re.search(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)', head)
+        if match is None:
+            return
+        try:
+            ident = jsonrpc.json.loads(match.group(1))
+        except ValueError:
+            return
+        pending = self.pending.get(ident)
+        if pending is not None:
+            self._fail(pending, 200, jsonrpc.MESSAGE_TOO_LARGE,
+                       f"the MCP server's response exceeded the bridge's message size "
+                       f"limit of {self.child.spec.maxMessageBytes} bytes")
+
+    def childExited(self, child: ChildProcess) -> None:
+        if self.state == "closed":
+            return
+        reason = f"the MCP server process {child.exitDescription}"
+        status = 502 if self.state == "starting" else 200
+        self._close(reason, status)
+        self.manager.discard(self, reason)
+
+    # Ending.
+
+    def _close(self, reason: str, status: int = 200) -> None:
+        starting = self.state == "starting"
+        self.state = "closed"
+        for pending in list(self.pending.values()):
+            if starting:
+                self._dropSessionHeader(pending.stream)
+            self._fail(pending, status, jsonrpc.CONNECTION_CLOSED, reason)
+        for stream in list(self.streams.values()):
+            stream.finish()
+        self.getStream.finish()
+        self.streams.clear()
+        self.backlog.clear()
+
+    def terminate(self, reason: str) -> "Deferred[None]":
+        """
+        End the session: error its pending requests, close its streams and
+        stop its child.
+
+        @return: fires when the child and everything it started is gone.
+        """
+        if self.state != "closed":
+            self.log.info("session {session} ending: {reason}", session=self.id, reason=reason)
+            self._close(f"session ended: {reason}")
+        return self.child.stop()
+
+
+class SessionManager(Service):
+    """
+    All sessions of one bridged server: creation, lookup, idle reaping,
+    heartbeats and shutdown.
+    """
+
+    log = logger("mcpbridge.sessions")
+
+    def __init__(self, command: CommandSpec, config: SessionConfig, reactor: Any,
+                 spawn: Callable[..., Any] = spawnGroupLeader,
+                 killpg: Optional[Callable[[int, int], None]] = None) -> None:
+        import os
+
+        self.command = command
+        self.config = config
+        self.reactor = reactor
+        self.spawn = spawn
+        self.killpg = killpg if killpg is not None else os.killpg
+        self.sessions: dict[str, Session] = {}
+        self.starting: set[Session] = set()
+        self.closing: set[Session] = set()
+        self.started = reactor.seconds()
+        self.lastError: Optional[str] = None
+        #: Whether the last attempt to start a session worked (None: none yet).
+        self.lastStartOk: Optional[bool] = None
+        self._ticker: Optional[LoopingCall] = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = self.reactor
+        self._ticker.start(1.0, now=False)
+
+    def stopService(self) -> "Deferred[Any]":
+        super().stopService()
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        everyone = list(self.sessions.values()) + list(self.starting)
+        ds = [s.terminate("the bridge is shutting down") for s in everyone]
+        ds += [s.child.whenFinished() for s in list(self.closing)]
+        return DeferredList(ds) if ds else succeed(None)
+
+    # Lookup and creation.
+
+    def get(self, sessionId: str) -> Optional[Session]:
+        return self.sessions.get(sessionId)
+
+    @property
+    def count(self) -> int:
+        return len(self.sessions) + len(self.starting)
+
+    def create(self) -> Session:
+        """
+        Start a new session and its child.
+
+        @raise SessionError: 503 when the session limit is reached.
+        @raise ChildStartError: when the child cannot be started.
+        """
+        if not self.running:
+            raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
+                               "the bridge is shutting down", retryAfter=5)
+        if self.config.maxSessions and self.count >= self.config.maxSessions:
+            raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
+                               f"too many sessions (limit {self.config.maxSessions})",
+                               retryAfter=5)
+        session = Session(self, secrets.token_hex(16))
+        try:
+            session.start()
+        except ChildStartError as e:
+            self.lastError = str(e)
+            self.lastStartOk = False
+            self.log.error("cannot start a session: {error}", error=str(e))
+            raise
+        self.starting.add(session)
+        return session
+
+    def register(self, session: Session) -> None:
+        self.lastStartOk = True
+        self.starting.discard(session)
+        self.sessions[session.id] = session
+
+    def discard(self, session: Session, reason: str) -> None:
+        """
+        Forget a session that ended by itself and make sure its child stops.
+        """
+        if session in self.starting:
+            self.starting.discard(session)
+            self.lastError = reason
+            self.lastStartOk = False
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+        if not session.child.finished:
+            self.closing.add(session)
+            d = session.terminate(reason)
+            d.addBoth(lambda _: self.closing.discard(session))
+
+    def end(self, session: Session, reason: str) -> "Deferred[None]":
+        """
+        End a session on purpose (DELETE, idle timeout).
+        """
+        self.starting.discard(session)
+        self.sessions.pop(session.id, None)
+        self.closing.add(session)
+        d = session.terminate(reason)
+        d.addBoth(lambda _: self.closing.discard(session))
+        return d
+
+    # Periodic work.
+
+    def tick(self) -> None:
+        """
+        Reap idle sessions and write heartbeat comments on quiet streams.
+        """
+        now = self.reactor.seconds()
+        idleTimeout = self.config.idleTimeout
+        beat = self.config.heartbeatInterval
+        for session in list(self.sessions.values()):
+            if idleTimeout > 0 and session.idle and now - session.lastActivity >= idleTimeout:
+                self.end(session, f"idle for {idleTimeout:g} s")
+                continue
+            if beat > 0:
+                for conn in session.liveConnections():
+                    if conn.sse and now - conn.lastWrite >= beat:
+                        conn.write(b": keepalive\n\n")
+
+    def status(self) -> dict[str, Any]:
+        """
+        What C{/health} reports.
+        """
+        children = []
+        for s in list(self.sessions.values()) + list(self.starting):
+            children.append({"session": s.id[:8], "pid": s.child.pid, "state": s.child.state,
+                             "session_state": s.state})
+        return {
+            "sessions": len(self.sessions),
+            "starting": len(self.starting),
+            "closing": len(self.closing),
+            "children": children,
+            "last_error": self.lastError,
+        }

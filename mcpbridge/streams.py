@@ -1,0 +1,311 @@
+"""
+Response streams of a session.
+
+A L{Stream} is where the messages for one POST (or for the session's GET
+stream) go.  A POST stream starts undecided: if the first message for it is
+the response it waits for, that response goes back as one C{application/json}
+body; if anything else comes first, the stream switches to
+C{text/event-stream} and carries every message up to the response.
+
+Every SSE event has an id C{"<stream>.<seq>"}: unique in the session and
+naming its stream, so a client that lost the connection can resume that
+stream (and only that one) from the session's L{EventHistory}.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+
+from .jsonrpc import Message
+
+if TYPE_CHECKING:
+    from .sessions import Session
+
+#: Versions whose clients understand a priming event (empty data, an id).
+PRIMING_VERSIONS = frozenset({"2025-11-25"})
+
+
+def eventId(stream: int, seq: int) -> bytes:
+    return b"%d.%d" % (stream, seq)
+
+
+def parseEventId(value: bytes) -> Optional[tuple[int, int]]:
+    """
+    Split a C{Last-Event-ID} into (stream, seq), or L{None} if malformed.
+    """
+    stream, dot, seq = value.strip().partition(b".")
+    if not dot or not stream.isdigit() or not seq.isdigit():
+        return None
+    return int(stream), int(seq)
+
+
+def encodeEvent(ident: bytes, data: bytes) -> bytes:
+    """
+    One SSE C{message} event.  C{data} is a single line of JSON; a body with
+    a carriage return (legal JSON whitespace, but a line break in SSE) is
+    split into several C{data:} lines, which the client joins back.
+    """
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\ndata: ")
+    return b"".join((b"id: ", ident, b"\ndata: ", data, b"\n\n"))
+
+
+class Connection:
+    """
+    The HTTP response a stream writes to, and the Deferred handed to Klein.
+
+    Klein cancels C{deferred} when the client goes away; the canceller tells
+    the stream, which keeps recording events for a later resumption.
+    """
+
+    __slots__ = ("request", "deferred", "open", "sse", "stream", "lastWrite",
+                 "headers", "_clock")
+
+    def __init__(self, request: IRequest, clock: Any) -> None:
+        self.request = request
+        self.deferred: Deferred[bytes] = Deferred(self._cancelled)
+        self.open = True
+        self.sse = False
+        self.stream: Optional[Stream] = None
+        self.headers: dict[bytes, bytes] = {}
+        self._clock = clock
+        self.lastWrite = clock.seconds()
+
+    def _cancelled(self, d: "Deferred[bytes]") -> None:
+        if self.open:
+            self.open = False
+            if self.stream is not None:
+                self.stream.connectionLost(self)
+
+    def respond(self, body: bytes, status: int = 200,
+                contentType: bytes = b"application/json") -> None:
+        """
+        Answer with one body and finish.
+        """
+        if not self.open:
+            return
+        self.open = False
+        req = self.request
+        req.setResponseCode(status)
+        req.setHeader(b"content-type", contentType)
+        for k, v in self.headers.items():
+            req.setHeader(k, v)
+        self.deferred.callback(body)
+
+    def startSSE(self) -> None:
+        """
+        Send the headers of an event stream.
+        """
+        self.sse = True
+        req = self.request
+        req.setResponseCode(200)
+        req.setHeader(b"content-type", b"text/event-stream")
+        req.setHeader(b"cache-control", b"no-cache")
+        req.setHeader(b"x-accel-buffering", b"no")
+        for k, v in self.headers.items():
+            req.setHeader(k, v)
+
+    def write(self, data: bytes) -> None:
+        if self.open:
+            self.lastWrite = self._clock.seconds()
+            self.request.write(data)
+
+    def close(self) -> None:
+        """
+        End the response (an SSE stream ends here).
+        """
+        if self.open:
+            self.open = False
+            self.deferred.callback(b"")
+
+
+class EventHistory:
+    """
+    The last events of a session, bounded by count and by bytes, for
+    replaying a stream after a client resumes it with C{Last-Event-ID}.
+    """
+
+    def __init__(self, maxEvents: int, maxBytes: int) -> None:
+        self.maxEvents = maxEvents
+        self.maxBytes = maxBytes
+        self._events: deque[tuple[int, int, bytes]] = deque()
+        self._bytes = 0
+
+    def record(self, stream: int, seq: int, event: bytes) -> None:
+        if self.maxEvents <= 0 or len(event) > self.maxBytes:
+            return
+        self._events.append((stream, seq, event))
+        self._bytes += len(event)
+        while len(self._events) > self.maxEvents or self._bytes > self.maxBytes:
+            self._bytes -= len(self._events.popleft()[2])
+
+    def after(self, stream: int, seq: int) -> list[bytes]:
+        """
+        The events of C{stream} recorded after C{seq}, oldest first.
+        """
+        return [e for (s, q, e) in self._events if s == stream and q > seq]
+
+    def forget(self, stream: int) -> None:
+        """
+        Drop the events of a stream nobody can resume any more.
+        """
+        if any(s == stream for (s, _, _) in self._events):
+            kept = deque(e for e in self._events if e[0] != stream)
+            self._events = kept
+            self._bytes = sum(len(e[2]) for e in kept)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def size(self) -> int:
+        return self._bytes
+
+
+class Stream:
+    """
+    Where the messages of one POST, or of the session's GET stream, go.
+
+    @ivar number: 0 for the GET stream, then 1, 2, ... per POST.
+    @ivar outstanding: ids of the client requests still awaiting a response.
+    @ivar connection: the live HTTP response, or L{None} while the client
+        is away.
+    """
+
+    def __init__(self, session: "Session", number: int,
+                 connection: Optional[Connection], outstanding: Iterable[Any] = (),
+                 batch: bool = False) -> None:
+        self.session = session
+        self.number = number
+        self.outstanding = set(outstanding)
+        self.batch = batch
+        self.mode = "pending" if number else "sse"
+        self.done = False
+        self.resumable = False
+        self._buffered: list[bytes] = []
+        self._status = 200
+        self.connection: Optional[Connection] = None
+        self.onDone: Optional[Callable[["Stream"], None]] = None
+        if connection is not None:
+            self.attach(connection)
+
+    def attach(self, connection: Connection) -> None:
+        """
+        Make C{connection} the live response of this stream, replacing any
+        previous one.
+        """
+        old = self.connection
+        if old is not None and old is not connection:
+            old.stream = None
+            old.close()
+        self.connection = connection
+        connection.stream = self
+
+    def connectionLost(self, connection: Connection) -> None:
+        if self.connection is connection:
+            self.connection = None
+            self.session.streamDisconnected(self)
+
+    @property
+    def live(self) -> bool:
+        return self.connection is not None and self.connection.open
+
+    # Sending.
+
+    def send(self, message: Message) -> None:
+        """
+        Send a message that is not the response to one of this stream's
+        requests (a notification, or a server-to-client request).
+        """
+        if self.done:
+            return
+        if self.mode == "pending":
+            self._startSSE()
+        self._event(message.raw)
+
+    def respond(self, requestId: Any, message: Message, status: int = 200) -> None:
+        """
+        Deliver the response to request C{requestId}; the stream ends once
+        every request it carried has its response.
+        """
+        if self.done:
+            return
+        self.outstanding.discard(requestId)
+        last = not self.outstanding
+        if self.mode == "pending":
+            if not self.batch:
+                self._finishJSON(message.raw, status)
+                return
+            self._buffered.append(message.raw)
+            if last:
+                self._finishJSON(b"[" + b",".join(self._buffered) + b"]", 200)
+            return
+        self._event(message.raw)
+        if last:
+            self.finish()
+
+    def abandon(self, requestId: Any) -> None:
+        """
+        Stop waiting for C{requestId} (the client cancelled it).
+        """
+        self.outstanding.discard(requestId)
+        if not self.outstanding and not self.done:
+            if self.mode == "pending" and self._buffered:
+                self._finishJSON(b"[" + b",".join(self._buffered) + b"]", 200)
+            else:
+                if self.mode == "pending":
+                    self._startSSE()
+                self.finish()
+
+    def finish(self) -> None:
+        """
+        End the stream: no more events, and the HTTP response ends.
+        """
+        if self.done:
+            return
+        self.done = True
+        if self.connection is not None:
+            self.connection.close()
+        if self.onDone is not None:
+            self.onDone(self)
+
+    # Internals.
+
+    def _finishJSON(self, body: bytes, status: int) -> None:
+        self.done = True
+        self.mode = "json"
+        if self.connection is not None:
+            self.connection.respond(body, status)
+        if self.onDone is not None:
+            self.onDone(self)
+
+    def _startSSE(self) -> None:
+        self.mode = "sse"
+        self.resumable = True
+        conn = self.connection
+        if conn is not None and conn.open:
+            conn.startSSE()
+            conn.write(self.session.primingEvent(self.number))
+        for raw in self._buffered:
+            self._event(raw)
+        self._buffered = []
+
+    def _event(self, data: bytes) -> None:
+        event = encodeEvent(eventId(self.number, self.session.nextSeq()), data)
+        self.session.history.record(self.number, self.session.seq, event)
+        conn = self.connection
+        if conn is not None and conn.open:
+            conn.write(event)
+
+    def writeRaw(self, data: bytes) -> None:
+        """
+        Write bytes (a replayed event, a comment) to the live connection.
+        """
+        conn = self.connection
+        if conn is not None and conn.open:
+            conn.write(data)
+

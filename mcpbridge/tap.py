@@ -110,47 +110,30 @@ class Options(usage.Options):
         self["command"] = ()
 
     def opt_port(self, description: str) -> None:
-        """
-        Listen on this Twisted endpoint (repeatable; default
-        tcp:3000:interface=127.0.0.1), e.g. tcp:8080, unix:/run/mcp.sock,
-        ssl:443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0.
-        """
+        """Listen on this Twisted endpoint (repeatable; default tcp:3000:interface=127.0.0.1), e.g. tcp:8080, unix:/run/mcp.sock, ssl:443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0."""
         self["port"].append(description)
 
     def opt_listen(self, description: str) -> None:
-        """
-        The same as --port.
-        """
+        """The same as --port."""
         self.opt_port(description)
 
     def opt_env(self, pair: str) -> None:
-        """
-        Set KEY=VALUE in the child's environment (repeatable).
-        """
+        """Set KEY=VALUE in the child's environment (repeatable)."""
         key, eq, value = pair.partition("=")
         if not eq or not key:
             raise usage.UsageError(f"--env takes KEY=VALUE, not {pair!r}")
         self["env"][key] = value
 
     def opt_allow_origin(self, origin: str) -> None:
-        """
-        Also accept requests from this browser Origin (repeatable; exact, a
-        pattern with *, or * for any).  Loopback origins are always accepted.
-        """
+        """Also accept requests from this browser Origin (repeatable; exact, a pattern with *, or * for any). Loopback origins are always accepted."""
         self["allow-origin"].append(origin)
 
     def opt_allow_host(self, host: str) -> None:
-        """
-        Also serve requests whose Host is this name (repeatable; name,
-        name:port, a pattern with *, or * for any).  Loopback names are always
-        served.
-        """
+        """Also serve requests whose Host is this name (repeatable; name, name:port, a pattern with *, or * for any). Loopback names are always served."""
         self["allow-host"].append(host)
 
     def opt_version(self) -> None:
-        """
-        Print the version and exit.
-        """
+        """Print the version and exit."""
         print(f"mcpbridge {__version__}")
         raise SystemExit(0)
 

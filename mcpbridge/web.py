@@ -15,7 +15,7 @@ from . import __version__, jsonrpc
 from .child import ChildStartError
 from .guard import OriginGuard
 from .jsonrpc import Message
-from .logs import logger
+from .logs import debugEnabled, logger
 from .sessions import DEFAULT_VERSION, SESSION_VERSIONS, SessionError, SessionManager
 from .streams import Connection, parseEventId
 
@@ -146,6 +146,9 @@ class BridgeApp:
         if batch and session.protocolVersion != "2025-03-26":
             return errorBody(request, 400, jsonrpc.INVALID_REQUEST,
                              "Invalid Request: batches are only allowed in protocol 2025-03-26")
+        if debugEnabled():
+            self.log.debug("session {session}: POST {methods}", session=session.id,
+                           methods=[m.method or f"response {m.id!r}" for m in messages])
         connection = None
         if any(m.isRequest for m in messages):
             connection = Connection(request, self.clock)
@@ -193,6 +196,8 @@ class BridgeApp:
             return session
         connection = Connection(request, self.clock)
         lastEventId = request.getHeader(b"last-event-id")
+        self.log.debug("session {session}: GET stream (Last-Event-ID {last!r})",
+                       session=session.id, last=lastEventId)
         try:
             if lastEventId is not None:
                 where = parseEventId(lastEventId)

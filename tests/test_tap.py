@@ -1,0 +1,165 @@
+"""
+Tests for the twistd plugin's options and service, and the console script.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+from twisted.application.service import IServiceCollection
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from mcpbridge.sessions import SessionManager
+from mcpbridge.tap import DEFAULT_PORT, Options, makeService
+
+from .support import ROOT, child_env
+
+SH = ["--", "/bin/sh", "-c", "cat"]
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        With only a command, the bridge listens on 127.0.0.1:3000 and uses
+        the documented defaults.
+        """
+        options = parse(*SH)
+        self.assertEqual(options["port"], [DEFAULT_PORT])
+        self.assertEqual(options["command"], ("/bin/sh", "-c", "cat"))
+        self.assertEqual(options["idle-timeout"], 300.0)
+        self.assertEqual(options["max-message-size"], 64 * 1024 * 1024)
+        self.assertFalse(options["pass-environment"])
+
+    def test_repeatablePorts(self) -> None:
+        """
+        --port and its alias --listen add up, and replace the default.
+        """
+        options = parse("--port", "tcp:1", "--listen", "unix:/tmp/x.sock", *SH)
+        self.assertEqual(options["port"], ["tcp:1", "unix:/tmp/x.sock"])
+
+    def test_commandOptionsNotParsed(self) -> None:
+        """
+        Everything after -- belongs to the command, options included.
+        """
+        options = parse("--idle-timeout", "5", "--", "/bin/sh", "--port", "x", "-y")
+        self.assertEqual(options["command"], ("/bin/sh", "--port", "x", "-y"))
+        self.assertEqual(options["idle-timeout"], 5.0)
+
+    def test_environment(self) -> None:
+        """
+        --env pairs reach the child's environment; a malformed pair is a
+        usage error.
+        """
+        options = parse("--env", "A=1", "--env", "B=x=y", *SH)
+        spec = options.commandSpec()
+        self.assertEqual((spec.env["A"], spec.env["B"]), ("1", "x=y"))
+        self.assertRaises(UsageError, parse, "--env", "novalue", *SH)
+
+    def test_sizes(self) -> None:
+        """
+        Sizes take K/M/G suffixes.
+        """
+        self.assertEqual(parse("--max-message-size", "10M", *SH)["max-message-size"],
+                         10 * 1024 * 1024)
+        self.assertRaises(UsageError, parse, "--max-message-size", "lots", *SH)
+
+    def test_usageErrors(self) -> None:
+        """
+        A missing command, a negative timeout, an unknown log level, an
+        unknown endpoint type and a command not on PATH are usage errors.
+        """
+        self.assertRaises(UsageError, parse)
+        self.assertRaises(UsageError, parse, "--idle-timeout", "-1", *SH)
+        self.assertRaises(UsageError, parse, "--idle-timeout", "soon", *SH)
+        self.assertRaises(UsageError, parse, "--log-level", "chatty", *SH)
+        self.assertRaises(UsageError, parse, "--port", "carrier-pigeon:1", *SH)
+        e = self.assertRaises(UsageError, parse, "--", "no-such-program-xyz")
+        self.assertIn("no-such-program-xyz", str(e))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_service(self) -> None:
+        """
+        makeService builds the session manager and one listening service per
+        endpoint, all listening on the given reactor once started.
+        """
+        reactor = MemoryReactorClock()
+        options = parse("--port", "tcp:3001:interface=127.0.0.1", "--port",
+                        "tcp:3002:interface=127.0.0.1", "--max-sessions", "7", *SH)
+        service = makeService(options, reactor=reactor)
+        children = list(IServiceCollection(service))
+        managers = [c for c in children if isinstance(c, SessionManager)]
+        self.assertEqual(len(managers), 1)
+        self.assertEqual(managers[0].config.maxSessions, 7)
+        self.assertEqual(len(children), 3)
+        service.startService()
+        self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [3001, 3002])
+        self.assertEqual({p[3] for p in reactor.tcpServers}, {"127.0.0.1"})
+        self.successResultOf(service.stopService())
+
+
+class ConsoleScriptTests(SynchronousTestCase):
+    def test_help(self) -> None:
+        """
+        The mcpbridge console script runs the same plugin: its --help lists
+        the plugin's options.
+        """
+        out = subprocess.run([sys.executable, "-m", "mcpbridge.cli", "--help"],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT,
+                             env=child_env())
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("--idle-timeout", out.stdout)
+        self.assertIn("--allow-origin", out.stdout)
+
+    def test_usageError(self) -> None:
+        """
+        A bad option is a short usage error and a non-zero exit, no traceback.
+        """
+        out = subprocess.run([sys.executable, "-m", "mcpbridge.cli", "--idle-timeout", "x",
+                              "--", "/bin/true"], capture_output=True, text=True, timeout=60,
+                             cwd=ROOT, env=child_env())
+        self.assertNotEqual(out.returncode, 0)
+        self.assertNotIn("Traceback", out.stdout + out.stderr)
+        self.assertIn("idle-timeout", out.stdout + out.stderr)
+
+    def test_serves(self) -> None:
+        """
+        The console script serves the bundled demo server in the foreground.
+        """
+        from .support import free_port, http_request, wait_until
+
+        port = free_port()
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mcpbridge.cli", "--port", f"tcp:{port}:interface=127.0.0.1",
+             "--", sys.executable, "-m", "mcpbridge.demo_server"],
+            cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def up() -> bool:
+                try:
+                    return http_request(port, "GET", "/health", timeout=2)[0] == 200
+                except OSError:
+                    return False
+
+            self.assertTrue(wait_until(up, 20))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        # twistd re-raises the signal it stopped on, after a clean shutdown.
+        self.assertIn(proc.returncode, (0, -signal.SIGTERM))
+        log.seek(0)
+        self.assertIn(b"Server Shut Down", log.read())
+        self.assertFalse(os.path.exists(os.path.join(ROOT, "twistd.pid")))

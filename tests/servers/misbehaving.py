@@ -1,0 +1,122 @@
+"""
+A stdio MCP server (standard library only) that can misbehave on purpose,
+for the bridge's fault-injection and large-message tests.
+
+    python misbehaving.py [--exit-at-start CODE] [--no-initialize]
+                          [--ignore-eof] [--grandchild] [--banner TEXT]
+                          [--stderr-flood BYTES]
+
+Tools: C{echo {text}}, C{blob {size}} (a text result of C{size} bytes),
+C{crash {code}} (exits mid-call), C{hang} (never answers), C{garbage} (writes
+a non-JSON line, then answers), C{huge_line {size}} (writes a line of
+C{size} bytes that is not a valid message, then answers), C{pid}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def write(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def result(ident: object, text: str) -> None:
+    write({"jsonrpc": "2.0", "id": ident,
+           "result": {"content": [{"type": "text", "text": text}], "isError": False}})
+
+
+TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
+         ("echo", "blob", "crash", "hang", "garbage", "huge_line", "pid")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--exit-at-start", type=int, default=None)
+    parser.add_argument("--no-initialize", action="store_true")
+    parser.add_argument("--ignore-eof", action="store_true")
+    parser.add_argument("--grandchild", action="store_true")
+    parser.add_argument("--banner", default=None)
+    parser.add_argument("--stderr-flood", type=int, default=0)
+    args = parser.parse_args()
+
+    if args.exit_at_start is not None:
+        sys.stderr.write("misbehaving: exiting at start as asked\n")
+        sys.exit(args.exit_at_start)
+    if args.ignore_eof:
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    if args.grandchild:
+        # A process of our own that ignores SIGTERM and outlives stdin EOF.
+        subprocess.Popen([sys.executable, "-c",
+                          "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+                          " time.sleep(300)"], stdin=subprocess.DEVNULL)
+    if args.banner:
+        sys.stdout.write(args.banner + "\n")
+        sys.stdout.flush()
+    if args.stderr_flood:
+        chunk = ("x" * 99 + "\n") * 100
+        for _ in range(args.stderr_flood // len(chunk) + 1):
+            sys.stderr.write(chunk)
+        sys.stderr.flush()
+
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        method, ident = msg.get("method"), msg.get("id")
+        if ident is None or method is None:
+            continue
+        params = msg.get("params") or {}
+        if method == "initialize":
+            if args.no_initialize:
+                continue
+            write({"jsonrpc": "2.0", "id": ident, "result": {
+                "protocolVersion": params.get("protocolVersion", "2025-03-26"),
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "misbehaving", "version": "1"}}})
+        elif method == "tools/list":
+            write({"jsonrpc": "2.0", "id": ident, "result": {"tools": TOOLS}})
+        elif method == "ping":
+            write({"jsonrpc": "2.0", "id": ident, "result": {}})
+        elif method == "tools/call":
+            name = params.get("name")
+            arguments = params.get("arguments") or {}
+            if name == "echo":
+                result(ident, str(arguments.get("text", "")))
+            elif name == "blob":
+                result(ident, "b" * int(arguments.get("size", 0)))
+            elif name == "crash":
+                sys.stderr.write("misbehaving: crashing as asked\n")
+                sys.stderr.flush()
+                os._exit(int(arguments.get("code", 3)))
+            elif name == "hang":
+                pass
+            elif name == "garbage":
+                sys.stdout.write("this is not JSON\n")
+                result(ident, "after garbage")
+            elif name == "huge_line":
+                sys.stdout.write('{"jsonrpc":"2.0","id":' + json.dumps(ident) + ',"result":"'
+                                 + "h" * int(arguments.get("size", 0)) + '"}\n')
+                sys.stdout.flush()
+            elif name == "pid":
+                result(ident, str(os.getpid()))
+            else:
+                write({"jsonrpc": "2.0", "id": ident,
+                       "error": {"code": -32602, "message": f"unknown tool {name}"}})
+        else:
+            write({"jsonrpc": "2.0", "id": ident,
+                   "error": {"code": -32601, "message": f"unknown method {method}"}})
+    if args.ignore_eof:
+        time.sleep(300)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, IReactorTime
 from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from .jsonrpc import Message, parseLine
@@ -313,8 +314,8 @@ class ChildProcess:
             raise ChildStartError(f"cannot start the MCP server: {e}") from e
         self.pid = self.transport.pid
         self.state = "running"
-        self.log.info("child {label} started: pid {pid}, {command}", label=self.label,
-                      pid=self.pid, command=" ".join(self.spec.argv))
+        self._log(LogLevel.info, "child {server} started: pid {pid}, {command}",
+                  command=" ".join(self.spec.argv))
 
     @property
     def running(self) -> bool:
@@ -331,28 +332,52 @@ class ChildProcess:
         self.transport.writeSequence([message.raw, b"\n"])
         return True
 
+    @property
+    def server(self) -> str:
+        """
+        A short name for the server, for logs: its program's base name.
+        """
+        return os.path.basename(self.spec.argv[0]) if self.spec.argv else "?"
+
+    def _log(self, level: LogLevel, fmt: str, **fields: Any) -> None:
+        self.log.emit(level, fmt, server=self.server, pid=self.pid, session=self.label,
+                      **fields)
+
+    def pauseReading(self) -> None:
+        """
+        Stop reading the child's stdout (stderr is still drained), so a
+        slow client makes the child wait rather than the bridge buffer.
+        """
+        reader = getattr(self.transport, "pipes", {}).get(1)
+        if reader is not None:
+            reader.pauseProducing()
+
+    def resumeReading(self) -> None:
+        reader = getattr(self.transport, "pipes", {}).get(1)
+        if reader is not None:
+            reader.resumeProducing()
+
     # Events from the protocol.
 
     def lineReceived(self, line: bytes) -> None:
         try:
             messages = parseLine(line)
         except ValueError:
-            self.log.warn("child {label} wrote a line that is not JSON-RPC; skipped: {line!r}",
-                          label=self.label, line=line[:200])
+            self._log(LogLevel.warn, "child {server}[{pid}] wrote a line that is not "
+                      "JSON-RPC; skipped: {line!r}", line=line[:200])
             return
         for message in messages:
             self.onMessage(message)
 
     def oversized(self, head: bytes) -> None:
-        self.log.error(
-            "child {label} wrote a message over the {limit} byte limit; discarded",
-            label=self.label, limit=self.spec.maxMessageBytes)
+        self._log(LogLevel.error, "child {server}[{pid}] wrote a message over the {limit} "
+                  "byte limit; discarded", limit=self.spec.maxMessageBytes)
         self.onOversized(head)
 
     def stderrLine(self, line: bytes) -> None:
         text = line.rstrip(b"\r").decode("utf-8", "replace")
         self.stderrTail.append(text)
-        self.log.info("{label} stderr: {line}", label=self.label, line=text, pid=self.pid)
+        self._log(LogLevel.info, "{server}[{pid}] stderr: {line}", line=text)
 
     def ended(self, reason: Failure) -> None:
         value = reason.value
@@ -372,12 +397,10 @@ class ChildProcess:
             self._escalation.cancel()
         self._escalation = None
         if wasStopping or isinstance(value, ierror.ProcessDone):
-            self.log.info("child {label} (pid {pid}) {how}", label=self.label, pid=self.pid,
-                          how=self.exitDescription)
+            self._log(LogLevel.info, "child {server}[{pid}] {how}", how=self.exitDescription)
         else:
-            self.log.error("child {label} (pid {pid}) {how}; last stderr: {stderr}",
-                           label=self.label, pid=self.pid, how=self.exitDescription,
-                           stderr=list(self.stderrTail)[-5:])
+            self._log(LogLevel.error, "child {server}[{pid}] {how}; last stderr: {stderr}",
+                      how=self.exitDescription, stderr=list(self.stderrTail)[-5:])
         self.onExit(self)
         # Whatever the child left in its group goes too, before stop() fires.
         self._sweepDeadline = self.reactor.seconds() + self.spec.termGrace
@@ -392,8 +415,8 @@ class ChildProcess:
             self._escalation = self.reactor.callLater(0.05, self._sweepGroup)
             return
         if alive:
-            self.log.warn("processes left by child {label} ignored SIGTERM; sending SIGKILL",
-                          label=self.label)
+            self._log(LogLevel.warn, "processes left by child {server}[{pid}] ignored "
+                      "SIGTERM; sending SIGKILL")
             self._signalGroup(signal.SIGKILL)
         self.finished = True
         waiters, self._waiters = self._waiters, []
@@ -440,8 +463,8 @@ class ChildProcess:
         self._escalation = None
         if self.state == "exited":
             return
-        self.log.info("child {label} (pid {pid}) still running; sending {sig}",
-                      label=self.label, pid=self.pid, sig=describeSignal(sig))
+        self._log(LogLevel.info, "child {server}[{pid}] still running; sending {sig}",
+                  sig=describeSignal(sig))
         self._signalGroup(sig)
         if sig == signal.SIGTERM:
             self._escalation = self.reactor.callLater(

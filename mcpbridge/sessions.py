@@ -64,6 +64,8 @@ class SessionConfig:
     historyBytes: int = 16 * 1024 * 1024
     backlogMessages: int = 1000
     retryMillis: int = 1000
+    drainTimeout: float = 10.0
+    spares: int = 0
 
 
 class SessionError(Exception):
@@ -105,7 +107,8 @@ class Session:
 
     log = logger("mcpbridge.session")
 
-    def __init__(self, manager: "SessionManager", sessionId: str) -> None:
+    def __init__(self, manager: "SessionManager", sessionId: str,
+                 child: Optional[ChildProcess] = None) -> None:
         self.manager = manager
         self.config = manager.config
         self.clock = manager.reactor
@@ -123,10 +126,14 @@ class Session:
         self.backlog: deque[Message] = deque(maxlen=self.config.backlogMessages)
         self.seq = 0
         self._streamNumbers = 0
-        self.child = ChildProcess(
-            manager.command, self.clock, label=sessionId[:8],
-            onMessage=self.childMessage, onExit=self.childExited,
-            onOversized=self.childOversized, spawn=manager.spawn, killpg=manager.killpg)
+        self._pausedBy: set[Connection] = set()
+        if child is None:
+            child = manager.newChild(sessionId)
+        child.label = sessionId
+        child.onMessage = self.childMessage
+        child.onExit = self.childExited
+        child.onOversized = self.childOversized
+        self.child = child
 
     # Bookkeeping.
 
@@ -182,6 +189,21 @@ class Session:
     def streamDisconnected(self, stream: Stream) -> None:
         self.touch()
 
+    def pauseFor(self, connection: Connection) -> None:
+        """
+        A client's stream is full: stop reading the child's stdout until it
+        drains, so the bridge never buffers without bound.
+        """
+        if not self._pausedBy:
+            self.child.pauseReading()
+        self._pausedBy.add(connection)
+
+    def resumeFor(self, connection: Connection) -> None:
+        if connection in self._pausedBy:
+            self._pausedBy.discard(connection)
+            if not self._pausedBy:
+                self.child.resumeReading()
+
     def _dropSessionHeader(self, stream: Stream) -> None:
         if stream.connection is not None:
             stream.connection.headers.pop(b"mcp-session-id", None)
@@ -194,7 +216,8 @@ class Session:
 
         @raise ChildStartError: when it cannot be started.
         """
-        self.child.start()
+        if self.child.state == "new":
+            self.child.start()
 
     def initialize(self, message: Message, connection: Connection) -> None:
         """
@@ -224,6 +247,9 @@ class Session:
         """
         self.touch()
         requests = [m for m in messages if m.isRequest]
+        if requests and not self.manager.running:
+            raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
+                               "the bridge is shutting down", retryAfter=5)
         seen = set()
         for m in requests:
             if m.id in self.pending or m.id in seen:
@@ -492,21 +518,119 @@ class SessionManager(Service):
         #: Whether the last attempt to start a session worked (None: none yet).
         self.lastStartOk: Optional[bool] = None
         self._ticker: Optional[LoopingCall] = None
+        self.spares: list[ChildProcess] = []
+        self._spareTimer: Any = None
+        self._spareFailures = 0
 
     def startService(self) -> None:
         super().startService()
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = self.reactor
         self._ticker.start(1.0, now=False)
+        self._fillSpares()
 
     def stopService(self) -> "Deferred[Any]":
+        """
+        Stop taking new sessions and requests (503), give the requests in
+        flight up to C{drainTimeout} to finish, then end every session and
+        wait until every child and everything it started is gone.
+        """
         super().stopService()
-        if self._ticker is not None and self._ticker.running:
-            self._ticker.stop()
-        everyone = list(self.sessions.values()) + list(self.starting)
-        ds = [s.terminate("the bridge is shutting down") for s in everyone]
-        ds += [s.child.whenFinished() for s in list(self.closing)]
-        return DeferredList(ds) if ds else succeed(None)
+        if self._spareTimer is not None and self._spareTimer.active():
+            self._spareTimer.cancel()
+        spares, self.spares = self.spares, []
+        ds: list[Deferred[Any]] = [c.stop() for c in spares]
+        d = self._drain()
+
+        def endAll(_: Any) -> "Deferred[Any]":
+            if self._ticker is not None and self._ticker.running:
+                self._ticker.stop()
+            everyone = list(self.sessions.values()) + list(self.starting)
+            ends = [s.terminate("the bridge is shutting down") for s in everyone]
+            ends += [s.child.whenFinished() for s in list(self.closing)]
+            return DeferredList(ends + ds)
+
+        return d.addCallback(endAll)
+
+    def _inFlight(self) -> int:
+        return sum(len(s.pending) for s in self.sessions.values()) + len(self.starting)
+
+    def _drain(self) -> "Deferred[None]":
+        deadline = self.reactor.seconds() + self.config.drainTimeout
+        d: Deferred[None] = Deferred()
+        if self._inFlight() == 0 or self.config.drainTimeout <= 0:
+            d.callback(None)
+            return d
+        self.log.info("draining {count} request(s) in flight (at most {timeout} s)",
+                      count=self._inFlight(), timeout=self.config.drainTimeout)
+
+        def check() -> None:
+            left = self._inFlight()
+            if left == 0 or self.reactor.seconds() >= deadline:
+                if left:
+                    self.log.warn("drain timeout: {count} request(s) still in flight",
+                                  count=left)
+                d.callback(None)
+            else:
+                self.reactor.callLater(0.05, check)
+
+        self.reactor.callLater(0.05, check)
+        return d
+
+    # Children and warm spares.
+
+    def newChild(self, label: str) -> ChildProcess:
+        """
+        A child process object for the configured command, not yet started.
+        """
+        return ChildProcess(self.command, self.reactor, label=label,
+                            onMessage=lambda m: None, onExit=lambda c: None,
+                            spawn=self.spawn, killpg=self.killpg)
+
+    def _fillSpares(self) -> None:
+        """
+        Start children ahead of demand until C{spares} are ready.
+        """
+        self._spareTimer = None
+        while self.running and len(self.spares) < self.config.spares:
+            child = self.newChild("spare")
+            child.onMessage = self._spareMessage
+            child.onExit = self._spareExited
+            try:
+                child.start()
+            except ChildStartError as e:
+                self.lastError = str(e)
+                self.lastStartOk = False
+                self.log.error("cannot start a spare child: {error}", error=str(e))
+                self._retrySpares()
+                return
+            self.spares.append(child)
+
+    def _retrySpares(self) -> None:
+        self._spareFailures += 1
+        delay = min(30.0, 0.5 * 2 ** min(self._spareFailures, 6))
+        if self.running and (self._spareTimer is None or not self._spareTimer.active()):
+            self._spareTimer = self.reactor.callLater(delay, self._fillSpares)
+
+    def _spareMessage(self, message: Message) -> None:
+        self.log.debug("a spare child spoke before any client: {message!r} dropped",
+                       message=message.raw[:200])
+
+    def _spareExited(self, child: ChildProcess) -> None:
+        if child in self.spares:
+            self.spares.remove(child)
+            self.lastError = f"a spare child {child.exitDescription} before use"
+            self.log.warn("{error}", error=self.lastError)
+            self._retrySpares()
+
+    def _takeSpare(self) -> Optional[ChildProcess]:
+        while self.spares:
+            child = self.spares.pop(0)
+            if child.running:
+                if self._spareTimer is None or not self._spareTimer.active():
+                    self._spareTimer = self.reactor.callLater(0, self._fillSpares)
+                return child
+        return None
 
     # Lookup and creation.
 
@@ -531,7 +655,7 @@ class SessionManager(Service):
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
                                f"too many sessions (limit {self.config.maxSessions})",
                                retryAfter=5)
-        session = Session(self, secrets.token_hex(16))
+        session = Session(self, secrets.token_hex(16), self._takeSpare())
         try:
             session.start()
         except ChildStartError as e:
@@ -544,6 +668,7 @@ class SessionManager(Service):
 
     def register(self, session: Session) -> None:
         self.lastStartOk = True
+        self._spareFailures = 0
         self.starting.discard(session)
         self.sessions[session.id] = session
 
@@ -603,6 +728,7 @@ class SessionManager(Service):
             "sessions": len(self.sessions),
             "starting": len(self.starting),
             "closing": len(self.closing),
+            "spares": len(self.spares),
             "children": children,
             "last_error": self.lastError,
         }

@@ -18,7 +18,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.web.iweb import IRequest
+from zope.interface import implementer
 
 from .jsonrpc import Message
 
@@ -54,16 +56,21 @@ def encodeEvent(ident: bytes, data: bytes) -> bytes:
     return b"".join((b"id: ", ident, b"\ndata: ", data, b"\n\n"))
 
 
+@implementer(IPushProducer)
 class Connection:
     """
     The HTTP response a stream writes to, and the Deferred handed to Klein.
 
     Klein cancels C{deferred} when the client goes away; the canceller tells
     the stream, which keeps recording events for a later resumption.
+
+    While it streams SSE it is also the response's producer: when the
+    client's socket is full, twisted.web pauses it, and it pauses reading
+    the child's stdout until the client catches up.
     """
 
     __slots__ = ("request", "deferred", "open", "sse", "stream", "lastWrite",
-                 "headers", "_clock")
+                 "headers", "_clock", "session", "_producing")
 
     def __init__(self, request: IRequest, clock: Any) -> None:
         self.request = request
@@ -74,12 +81,29 @@ class Connection:
         self.headers: dict[bytes, bytes] = {}
         self._clock = clock
         self.lastWrite = clock.seconds()
+        self.session: Optional["Session"] = None
+        self._producing = False
 
     def _cancelled(self, d: "Deferred[bytes]") -> None:
         if self.open:
             self.open = False
+            if self.session is not None:
+                self.session.resumeFor(self)
             if self.stream is not None:
                 self.stream.connectionLost(self)
+
+    # IPushProducer, for back-pressure from the client's socket.
+
+    def pauseProducing(self) -> None:
+        if self.open and self.session is not None:
+            self.session.pauseFor(self)
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.resumeFor(self)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
 
     def respond(self, body: bytes, status: int = 200,
                 contentType: bytes = b"application/json") -> None:
@@ -108,6 +132,9 @@ class Connection:
         req.setHeader(b"x-accel-buffering", b"no")
         for k, v in self.headers.items():
             req.setHeader(k, v)
+        if not self._producing:
+            self._producing = True
+            req.registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
         if self.open:
@@ -120,6 +147,11 @@ class Connection:
         """
         if self.open:
             self.open = False
+            if self._producing:
+                self._producing = False
+                self.request.unregisterProducer()
+            if self.session is not None:
+                self.session.resumeFor(self)
             self.deferred.callback(b"")
 
 
@@ -204,6 +236,7 @@ class Stream:
             old.close()
         self.connection = connection
         connection.stream = self
+        connection.session = self.session
 
     def connectionLost(self, connection: Connection) -> None:
         if self.connection is connection:

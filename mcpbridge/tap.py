@@ -93,6 +93,12 @@ class Options(usage.Options):
          _positive(float)],
         ["term-grace", None, 3.0,
          "Seconds a stopping child gets after SIGTERM, before SIGKILL.", _positive(float)],
+        ["drain-timeout", None, 10.0,
+         "On shutdown, seconds requests in flight get to finish before every child "
+         "is stopped (new sessions and requests get 503 meanwhile).", _positive(float)],
+        ["spares", None, 0,
+         "Children kept started ahead of demand, so a new session need not wait for "
+         "a process to start.", _positive(int)],
         ["cwd", None, None, "Working directory of the child."],
         ["log-level", None, "info", "One of debug, info, warn, error."],
     ]
@@ -183,6 +189,8 @@ class Options(usage.Options):
             maxSessions=self["max-sessions"],
             heartbeatInterval=self["heartbeat"],
             historyBytes=self["history-size"],
+            drainTimeout=self["drain-timeout"],
+            spares=self["spares"],
         )
 
 

@@ -23,6 +23,21 @@ from mcpbridge.child import CommandSpec
 from mcpbridge.sessions import SessionConfig, SessionManager
 
 
+class FakeReader:
+    """
+    Stands in for the reader of one of a process's pipes.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+
 @implementer(IProcessTransport)
 class FakeProcessTransport:
     """
@@ -35,6 +50,7 @@ class FakeProcessTransport:
         self.stdinClosed = False
         self.signals: list[Any] = []
         self.lost = False
+        self.pipes = {1: FakeReader(), 2: FakeReader()}
 
     def closeStdin(self) -> None:
         self.stdinClosed = True

@@ -108,7 +108,7 @@ class FramingTests(ChildTestCase):
             self.spawner.last.stderr(b"one\ntw")
             self.spawner.last.stderr(b"o\nthree")
             self.spawner.last.exit(1)
-        lines = [e["line"] for e in events if "line" in e and e.get("label") ==
+        lines = [e["line"] for e in events if "line" in e and e.get("session") ==
                  "test"]
         self.assertEqual(lines, ["one", "two", "three"])
         self.assertEqual(self.messages, [])

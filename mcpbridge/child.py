@@ -167,6 +167,25 @@ def spawnGroupLeader(
     return reactor.spawnProcess(protocol, executable, args, dict(env), path)
 
 
+_LAUNCHERS = ("python", "node", "npx", "uvx", "uv", "bun", "deno", "sh", "bash", "env",
+              "pipx", "ruby", "java")
+
+
+def serverName(argv: Sequence[str]) -> str:
+    """
+    A short name for a server command, for logs: the program, or for an
+    interpreter or launcher (C{python -m x}, C{npx -y pkg}) what it runs.
+    """
+    if not argv:
+        return "?"
+    name = os.path.basename(argv[0])
+    if name.rstrip("0123456789.") in _LAUNCHERS:
+        for arg in argv[1:]:
+            if not arg.startswith("-") and arg not in ("run", "exec", "x"):
+                return os.path.basename(arg.rstrip("/")) or name
+    return name
+
+
 def describeSignal(signum: int) -> str:
     try:
         return f"signal {signum} ({signal.Signals(signum).name})"
@@ -335,9 +354,9 @@ class ChildProcess:
     @property
     def server(self) -> str:
         """
-        A short name for the server, for logs: its program's base name.
+        A short name for the server, for logs.
         """
-        return os.path.basename(self.spec.argv[0]) if self.spec.argv else "?"
+        return serverName(self.spec.argv)
 
     def _log(self, level: LogLevel, fmt: str, **fields: Any) -> None:
         self.log.emit(level, fmt, server=self.server, pid=self.pid, session=self.label,
@@ -377,7 +396,8 @@ class ChildProcess:
     def stderrLine(self, line: bytes) -> None:
         text = line.rstrip(b"\r").decode("utf-8", "replace")
         self.stderrTail.append(text)
-        self._log(LogLevel.info, "{server}[{pid}] stderr: {line}", line=text)
+        self._log(LogLevel.info, "{server}[{pid}] session {session:.8} stderr: {line}",
+                  line=text)
 
     def ended(self, reason: Failure) -> None:
         value = reason.value

@@ -247,7 +247,7 @@ class Session:
         """
         self.touch()
         requests = [m for m in messages if m.isRequest]
-        if requests and not self.manager.running:
+        if requests and not self.manager.accepting:
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
                                "the bridge is shutting down", retryAfter=5)
         seen = set()
@@ -519,6 +519,8 @@ class SessionManager(Service):
         self.lastStartOk: Optional[bool] = None
         self._ticker: Optional[LoopingCall] = None
         self.spares: list[ChildProcess] = []
+        self.draining = False
+        self._drained: Optional[Deferred[None]] = None
         self._spareTimer: Any = None
         self._spareFailures = 0
 
@@ -529,18 +531,38 @@ class SessionManager(Service):
         self._ticker.start(1.0, now=False)
         self._fillSpares()
 
+    @property
+    def accepting(self) -> bool:
+        """
+        Whether new sessions and requests are taken (not stopped or draining).
+        """
+        return self.running and not self.draining
+
+    def drain(self) -> "Deferred[None]":
+        """
+        Stop taking new sessions and requests (503 with Retry-After), and
+        give the requests in flight up to C{drainTimeout} to finish.
+
+        @return: fires when nothing is in flight or the time is up.
+        """
+        if self._drained is None:
+            self.draining = True
+            self._drained = self._drain()
+        d: Deferred[None] = Deferred()
+        self._drained.addBoth(lambda r: (d.callback(None), r)[1])
+        return d
+
     def stopService(self) -> "Deferred[Any]":
         """
-        Stop taking new sessions and requests (503), give the requests in
-        flight up to C{drainTimeout} to finish, then end every session and
-        wait until every child and everything it started is gone.
+        Drain, then end every session and wait until every child and
+        everything it started is gone.
         """
+        d = self.drain()
         super().stopService()
         if self._spareTimer is not None and self._spareTimer.active():
             self._spareTimer.cancel()
         spares, self.spares = self.spares, []
         ds: list[Deferred[Any]] = [c.stop() for c in spares]
-        d = self._drain()
 
         def endAll(_: Any) -> "Deferred[Any]":
             if self._ticker is not None and self._ticker.running:
@@ -592,7 +614,7 @@ class SessionManager(Service):
         Start children ahead of demand until C{spares} are ready.
         """
         self._spareTimer = None
-        while self.running and len(self.spares) < self.config.spares:
+        while self.accepting and len(self.spares) < self.config.spares:
             child = self.newChild("spare")
             child.onMessage = self._spareMessage
             child.onExit = self._spareExited
@@ -648,7 +670,7 @@ class SessionManager(Service):
         @raise SessionError: 503 when the session limit is reached.
         @raise ChildStartError: when the child cannot be started.
         """
-        if not self.running:
+        if not self.accepting:
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
                                "the bridge is shutting down", retryAfter=5)
         if self.config.maxSessions and self.count >= self.config.maxSessions:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.python import usage
 from twisted.web.server import Site
 
@@ -17,6 +17,7 @@ from . import __version__
 from .child import ChildStartError, CommandSpec, buildEnvironment
 from .guard import OriginGuard
 from .logs import LEVELS, logger, setLogLevel
+from .service import BridgeService
 from .sessions import SessionConfig, SessionManager
 from .web import BridgeApp
 
@@ -224,7 +225,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     site = _QuietSite(bridge.resource())
     site.displayTracebacks = False
 
-    top = MultiService()
+    top = BridgeService()
     manager.setServiceParent(top)
     for description in options["port"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)

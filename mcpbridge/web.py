@@ -227,9 +227,9 @@ class BridgeApp:
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> Any:
         status = self.manager.status()
-        healthy = self.manager.running and self.manager.lastStartOk is not False
+        healthy = self.manager.accepting and self.manager.lastStartOk is not False
         status = {
-            "status": "ok" if healthy else ("stopping" if not self.manager.running
+            "status": "ok" if healthy else ("stopping" if not self.manager.accepting
                                             else "failing"),
             "version": __version__,
             "uptime": round(self.clock.seconds() - self.manager.started, 3),

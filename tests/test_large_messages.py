@@ -6,14 +6,12 @@ message over the limit is a clear error that does not wedge the session.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Any, Optional
-
 from twisted.trial.unittest import SynchronousTestCase
 
-from .support import ROOT, Bridge, http_request
+from .rawclient import Client
+from .support import ROOT, Bridge
 
 SERVER = os.path.join(ROOT, "tests", "servers", "misbehaving.py")
 MiB = 1024 * 1024
@@ -36,42 +34,6 @@ def resetHWM(pid: int) -> None:
     """
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
-
-
-class Client:
-    """
-    A minimal Streamable HTTP client over http.client, for exact control.
-    """
-
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
-        self.session: Optional[str] = None
-        self.ids = 0
-
-    def post(self, obj: Any, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Accept": "application/json, text/event-stream",
-                   "Content-Type": "application/json"}
-        if self.session:
-            headers["Mcp-Session-Id"] = self.session
-        return http_request(self.bridge.port, "POST", "/mcp", json.dumps(obj).encode(),
-                            headers, timeout=timeout)
-
-    def initialize(self) -> None:
-        status, headers, body = self.post({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "1"}}})
-        assert status == 200, body
-        self.session = headers["mcp-session-id"]
-
-    def call(self, name: str, **arguments: Any) -> dict[str, Any]:
-        self.ids += 1
-        status, headers, body = self.post({"jsonrpc": "2.0", "id": self.ids,
-                                           "method": "tools/call",
-                                           "params": {"name": name, "arguments": arguments}})
-        assert status == 200, (status, body[:300])
-        assert headers["content-type"] == "application/json", headers
-        return json.loads(body)
 
 
 class LargeMessageTests(SynchronousTestCase):

@@ -9,7 +9,8 @@ for the bridge's fault-injection and large-message tests.
 Tools: C{echo {text}}, C{blob {size}} (a text result of C{size} bytes),
 C{crash {code}} (exits mid-call), C{hang} (never answers), C{garbage} (writes
 a non-JSON line, then answers), C{huge_line {size}} (writes a line of
-C{size} bytes that is not a valid message, then answers), C{pid}.
+C{size} bytes that is not a valid message, then answers), C{pid}, C{env}, C{sleep {seconds}}
+(its environment and working directory).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def result(ident: object, text: str) -> None:
 
 
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
-         ("echo", "blob", "crash", "hang", "garbage", "huge_line", "pid")]
+         ("echo", "blob", "crash", "hang", "garbage", "huge_line", "pid", "env", "sleep")]
 
 
 def main() -> None:
@@ -99,6 +100,9 @@ def main() -> None:
                 os._exit(int(arguments.get("code", 3)))
             elif name == "hang":
                 pass
+            elif name == "sleep":
+                time.sleep(float(arguments.get("seconds", 1)))
+                result(ident, "slept")
             elif name == "garbage":
                 sys.stdout.write("this is not JSON\n")
                 result(ident, "after garbage")
@@ -108,6 +112,8 @@ def main() -> None:
                 sys.stdout.flush()
             elif name == "pid":
                 result(ident, str(os.getpid()))
+            elif name == "env":
+                result(ident, json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}))
             else:
                 write({"jsonrpc": "2.0", "id": ident,
                        "error": {"code": -32602, "message": f"unknown tool {name}"}})

@@ -761,3 +761,19 @@ class ResumptionTests(BridgeTestCase):
         sid, child = self.open()
         self.assertEqual(self.respond(self.resume(sid, "garbage"))[0].code, 400)
         self.assertEqual(self.respond(self.resume(sid, "99.1"))[0].code, 400)
+
+
+class ForkFailureTests(BridgeTestCase):
+    def test_eagain(self) -> None:
+        """
+        A fork refused by the system (EAGAIN) is a 502 saying so; the bridge
+        keeps serving, and the next session starts once fork works again.
+        """
+        import errno
+
+        self.spawner.failWith = OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        response, body = self.respond(self.post(initializeRequest()))
+        self.assertEqual(response.code, 502)
+        self.assertIn("EAGAIN", json.loads(body)["error"]["message"])
+        self.spawner.failWith = None
+        self.open()

@@ -346,6 +346,7 @@ class Session:
         if stream == 0:
             self.getStream.attach(connection)
             connection.startSSE()
+            connection.write(b"")  # the headers go now, even with nothing to replay
             for event in self.history.after(0, seq):
                 connection.write(event)
             self._flushBacklog()
@@ -354,6 +355,7 @@ class Session:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Last-Event-ID names a stream this session never had")
         connection.startSSE()
+        connection.write(b"")
         for event in self.history.after(stream, seq):
             connection.write(event)
         target = self.streams.get(stream)

@@ -753,6 +753,19 @@ class ResumptionTests(BridgeTestCase):
         self.assertEqual(data, [{"jsonrpc": "2.0",
                                  "method": "notifications/prompts/list_changed"}])
 
+    def test_resumeNothingToReplay(self) -> None:
+        """
+        Resuming with nothing missed still answers 200 and the SSE headers
+        at once, not at the next event or heartbeat.
+        """
+        sid, child = self.open()
+        seen = self.cutPostStream(sid, child)
+        d = self.resume(sid, seen[-1]["id"])
+        self.http.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/event-stream"])
+
     def test_badLastEventId(self) -> None:
         """
         A malformed Last-Event-ID, or one naming a stream the session never

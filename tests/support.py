@@ -1,0 +1,415 @@
+"""
+Helpers for tests that run a real mcpbridge (``twistd -n mcpbridge``) as a
+subprocess and talk to it over HTTP on 127.0.0.1.
+
+Usage, as a context manager::
+
+    with Bridge([sys.executable, FEATURE_SERVER]) as bridge:
+        ...  # bridge.url is http://127.0.0.1:PORT/mcp
+    print(bridge.log)
+
+or with ``addCleanup`` (works with both trial and pytest)::
+
+    bridge = Bridge([...]).start()
+    self.addCleanup(bridge.stop)
+
+Everything is bounded: waiting for ``/health``, stopping (SIGTERM, then
+SIGKILL of that one pid only), and every HTTP call made here.  The bridge's
+output goes to a temporary file, so a chatty bridge can never block on a
+full pipe; :meth:`Bridge.stop` returns it.
+
+:func:`descendants` lists the live (non-zombie) processes below a pid by
+walking ``/proc``, for asserting that a bridge leaves no child behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+#: The project root (the directory holding ``mcpbridge/`` and ``tests/``).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The bin directory of the interpreter running the tests (the venv's).
+BIN = os.path.dirname(os.path.abspath(sys.executable))
+TWISTD = os.path.join(BIN, "twistd")
+#: The official-SDK test server and clients.
+FEATURE_SERVER = os.path.join(ROOT, "tests", "servers", "feature_server.py")
+PYTHON_CLIENT = os.path.join(ROOT, "tests", "clients", "python_client.py")
+TS_CLIENT = os.path.join(ROOT, "tests", "clients", "ts_client.mjs")
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """
+    The environment for a subprocess of the tests: ours, with the project
+    root first on ``PYTHONPATH`` so it imports this very ``mcpbridge``.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """
+    Poll C{predicate} until it returns something true, or C{timeout} passes.
+
+    @return: the last value of C{predicate} (false on timeout).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------- /proc ---
+
+def _stat(pid: int) -> Optional[Tuple[str, int, int]]:
+    """(state, ppid, starttime) of a process from /proc, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself hold spaces or ')'.
+    rest = data[data.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[19])
+
+
+def process_alive(pid: int, starttime: Optional[int] = None) -> bool:
+    """
+    Whether C{pid} names a live process that is not a zombie (and, given
+    C{starttime} from /proc, the same process rather than a reused pid).
+    """
+    stat = _stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return starttime is None or stat[2] == starttime
+
+
+def descendants(pid: int) -> List[int]:
+    """The live, non-zombie processes below C{pid} (children, grandchildren...)."""
+    children: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _stat(int(entry))
+        if stat is None or stat[0] in ("Z", "X"):
+            continue
+        children.setdefault(stat[1], []).append(int(entry))
+    found: List[int] = []
+    todo = list(children.get(pid, ()))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, ()))
+    return sorted(found)
+
+
+def snapshot(pids: Iterable[int]) -> List[Tuple[int, int]]:
+    """(pid, starttime) pairs, to check later with L{still_alive}."""
+    out = []
+    for p in pids:
+        stat = _stat(p)
+        if stat is not None:
+            out.append((p, stat[2]))
+    return out
+
+
+def still_alive(snap: Sequence[Tuple[int, int]]) -> List[int]:
+    """The pids of a L{snapshot} whose very process is still alive."""
+    return [p for (p, start) in snap if process_alive(p, start)]
+
+
+# ---------------------------------------------------------------- HTTP ---
+
+def http_request(port: int, method: str, path: str, body: Optional[bytes] = None,
+                 headers: Optional[Dict[str, str]] = None,
+                 timeout: float = 10.0) -> Tuple[int, Dict[str, str], bytes]:
+    """
+    One bounded HTTP request to 127.0.0.1:C{port}; the whole body is read.
+
+    @return: (status, lower-cased headers, body).
+    """
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def read_sse_event(response: http.client.HTTPResponse, deadline: float) -> Optional[Dict[str, Any]]:
+    """
+    The next SSE event of C{response} as C{{"id", "data", "retry"}}, or
+    L{None} at the end of the stream; comments are skipped.  Each read is
+    bounded by the connection's socket timeout.
+
+    @raise TimeoutError: when C{deadline} (a C{time.monotonic()} value)
+        passes first.
+    """
+    event: Dict[str, Any] = {"id": None, "data": [], "retry": None}
+    seen = False
+    while time.monotonic() < deadline:
+        line = response.readline()
+        if not line:
+            return None
+        line = line.rstrip(b"\r\n")
+        if not line:
+            if seen:
+                event["data"] = "\n".join(event["data"])
+                return event
+            continue
+        if line.startswith(b":"):
+            continue
+        name, _, value = line.decode("utf-8").partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        seen = True
+        if name == "data":
+            event["data"].append(value)
+        elif name in ("id", "retry"):
+            event[name] = value
+    raise TimeoutError("no complete SSE event before the deadline")
+
+
+# -------------------------------------------------------------- Bridge ---
+
+def _die_with_parent() -> None:
+    """
+    In the forked bridge, before exec: ask Linux to SIGTERM it if the test
+    process dies, so a killed test run leaves no bridge behind (the bridge
+    then stops its own children).
+    """
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+class BridgeError(Exception):
+    """The bridge did not start (its log is in the message)."""
+
+
+class Bridge:
+    """
+    A real mcpbridge under twistd, listening on a free 127.0.0.1 port.
+
+    @ivar command: the MCP server command line the bridge runs per session.
+    @ivar options: extra mcpbridge options (before the C{--}).
+    @ivar port: the TCP port; C{url} is C{http://127.0.0.1:PORT/mcp}.
+    @ivar log: the bridge's output, once stopped.
+    """
+
+    def __init__(self, command: Sequence[str], options: Sequence[str] = (),
+                 env: Optional[Dict[str, str]] = None, ready_timeout: float = 20.0,
+                 stop_timeout: float = 15.0) -> None:
+        self.command = list(command)
+        self.options = list(options)
+        self.env = child_env(env)
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.port = 0
+        self.proc: Optional[subprocess.Popen] = None
+        self.log: Optional[str] = None
+        self.returncode: Optional[int] = None
+        self._logfile: Any = None
+        self._workdir: Optional[tempfile.TemporaryDirectory] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/mcp"
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the bridge was not started"
+        return self.proc.pid
+
+    def argv(self) -> List[str]:
+        return [TWISTD, "-n", "--pidfile=", "mcpbridge",
+                "--port", f"tcp:{self.port}:interface={HOST}",
+                *self.options, "--", *self.command]
+
+    def start(self) -> "Bridge":
+        """
+        Start twistd and wait (bounded) until C{GET /health} answers 200.
+
+        @raise BridgeError: if it exits or is not healthy in time; the
+            process is stopped first.
+        """
+        last: Any = None
+        for _attempt in range(3):  # a port taken between free_port() and bind
+            self.port = free_port()
+            self.returncode = None
+            self.log = None
+            self._workdir = tempfile.TemporaryDirectory(prefix="mcpbridge-test-")
+            self._logfile = open(os.path.join(self._workdir.name, "bridge.log"), "w+b")
+            self.proc = subprocess.Popen(
+                self.argv(), stdin=subprocess.DEVNULL, stdout=self._logfile,
+                stderr=subprocess.STDOUT, env=self.env, cwd=self._workdir.name,
+                preexec_fn=_die_with_parent)
+            deadline = time.monotonic() + self.ready_timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    status, _, body = http_request(self.port, "GET", "/health", timeout=2.0)
+                    if status == 200:
+                        return self
+                    last = (status, body)
+                except OSError as e:
+                    last = e
+                time.sleep(0.1)
+            log = self.stop()
+            if "Address already in use" in log or "CannotListenError" in log:
+                continue
+            raise BridgeError(f"the bridge did not become healthy within "
+                              f"{self.ready_timeout} s (last: {last!r}); its log:\n{log}")
+        raise BridgeError(f"no free port for the bridge after 3 attempts: {last!r}")
+
+    def health(self, timeout: float = 5.0) -> Dict[str, Any]:
+        status, _, body = http_request(self.port, "GET", "/health", timeout=timeout)
+        result: Dict[str, Any] = json.loads(body)
+        result["_status"] = status
+        return result
+
+    def children(self) -> List[int]:
+        """The live processes below the bridge (its MCP servers and theirs)."""
+        return descendants(self.pid)
+
+    def current_log(self) -> str:
+        if self._logfile is None:
+            return self.log or ""
+        self._logfile.flush()
+        with open(self._logfile.name, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self) -> str:
+        """
+        SIGTERM the bridge, wait (bounded) for it, SIGKILL that pid only if it
+        is still there; idempotent.
+
+        @return: everything the bridge wrote.
+        """
+        proc = self.proc
+        if proc is not None and self.returncode is None:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            self.returncode = proc.returncode
+        if self._logfile is not None:
+            self.log = self.current_log()
+            self._logfile.close()
+            self._logfile = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+        return self.log or ""
+
+    def __enter__(self) -> "Bridge":
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def run_json(argv: Sequence[str], timeout: float = 60.0,
+             env: Optional[Dict[str, str]] = None,
+             on_pause: Optional[Callable[[Any], None]] = None) -> Tuple[int, Any, str, str]:
+    """
+    Run a client script that prints one JSON object on its last stdout line.
+
+    With C{on_pause}, the script gets C{MCPBRIDGE_PAUSE=<path>}; when it
+    writes C{<path>.ready} (JSON) it waits for C{<path>.go}, and in between
+    C{on_pause} is called with that JSON (see C{python_client.pause_point}).
+
+    @return: (exit status, the parsed object or None, stdout, stderr).
+    @raise AssertionError: when it does not finish within C{timeout}, or
+        never reaches the pause point.
+    """
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryDirectory(prefix="mcpbridge-client-") as tmp:
+        extra = dict(env or {})
+        pause = os.path.join(tmp, "pause")
+        if on_pause is not None:
+            extra["MCPBRIDGE_PAUSE"] = pause
+        out_path, err_path = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out_f,
+                                    stderr=err_f, env=child_env(extra), cwd=ROOT)
+        try:
+            if on_pause is not None:
+                ready = wait_until(lambda: os.path.exists(pause + ".ready") or
+                                   proc.poll() is not None,
+                                   max(0.0, deadline - time.monotonic()))
+                if ready and os.path.exists(pause + ".ready"):
+                    try:
+                        with open(pause + ".ready") as f:
+                            on_pause(json.load(f))
+                    finally:
+                        open(pause + ".go", "w").close()
+                elif proc.poll() is None:
+                    raise subprocess.TimeoutExpired(argv, timeout)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise AssertionError(
+                f"{argv!r} did not finish within {timeout} s\nstdout: {_read(out_path)}"
+                f"\nstderr: {_read(err_path)[-4000:]}")
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            raise
+        stdout, stderr = _read(out_path), _read(err_path)
+    result = None
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if lines:
+        try:
+            result = json.loads(lines[-1])
+        except ValueError:
+            result = None
+    return proc.returncode, result, stdout, stderr
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")

@@ -144,7 +144,7 @@ class _GroupLeaderProcess(Process):
 
     def _execChild(self, *args: Any, **kwargs: Any) -> None:
         os.setsid()
-        super()._execChild(*args, **kwargs)  # type: ignore[misc]
+        super()._execChild(*args, **kwargs)
 
 
 def spawnGroupLeader(

@@ -522,7 +522,8 @@ class SessionManager(Service):
         self._ticker: Optional[LoopingCall] = None
         self.spares: list[ChildProcess] = []
         self.draining = False
-        self._drained: Optional[Deferred[None]] = None
+        self._drainDone = False
+        self._drainWaiters: list[Deferred[None]] = []
         self._spareTimer: Any = None
         self._spareFailures = 0
 
@@ -538,7 +539,7 @@ class SessionManager(Service):
         """
         Whether new sessions and requests are taken (not stopped or draining).
         """
-        return self.running and not self.draining
+        return bool(self.running) and not self.draining
 
     def drain(self) -> "Deferred[None]":
         """
@@ -547,12 +548,20 @@ class SessionManager(Service):
 
         @return: fires when nothing is in flight or the time is up.
         """
-        if self._drained is None:
+        if not self.draining:
             self.draining = True
-            self._drained = self._drain()
+            self._drain().addCallback(self._drainedNow)
+        if self._drainDone:
+            return succeed(None)
         d: Deferred[None] = Deferred()
-        self._drained.addBoth(lambda r: (d.callback(None), r)[1])
+        self._drainWaiters.append(d)
         return d
+
+    def _drainedNow(self, _: object) -> None:
+        self._drainDone = True
+        waiters, self._drainWaiters = self._drainWaiters, []
+        for d in waiters:
+            d.callback(None)
 
     def stopService(self) -> "Deferred[Any]":
         """

@@ -73,7 +73,8 @@ class Connection:
                  "headers", "_clock", "session", "_producing")
 
     def __init__(self, request: IRequest, clock: Any) -> None:
-        self.request = request
+        # A twisted.web Request: also an IConsumer, which IRequest does not say.
+        self.request: Any = request
         self.deferred: Deferred[bytes] = Deferred(self._cancelled)
         self.open = True
         self.sse = False

@@ -39,6 +39,15 @@ def _accepts(request: IRequest, *types: bytes) -> bool:
     return True
 
 
+def _empty(request: Any, status: int) -> bytes:
+    """
+    Set C{status} for a response with no body (and so no content type).
+    """
+    request.setResponseCode(status)
+    request.defaultContentType = None
+    return b""
+
+
 def errorBody(request: IRequest, status: int, code: int, message: str,
               id: Any = None, retryAfter: Optional[int] = None) -> bytes:
     """
@@ -158,9 +167,7 @@ class BridgeApp:
             return errorBody(request, e.status, e.code, e.message,
                              id=messages[0].id if not batch else None)
         if stream is None:
-            request.setResponseCode(202)
-            request.defaultContentType = None
-            return b""
+            return _empty(request, 202)
         assert connection is not None
         return connection.deferred
 
@@ -220,9 +227,7 @@ class BridgeApp:
         if isinstance(session, bytes):
             return session
         self.manager.end(session, "closed by the client (DELETE)")
-        request.setResponseCode(204)
-        request.defaultContentType = None
-        return b""
+        return _empty(request, 204)
 
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> Any:

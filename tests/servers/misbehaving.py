@@ -9,7 +9,8 @@ for the bridge's fault-injection and large-message tests.
 Tools: C{echo {text}}, C{blob {size}} (a text result of C{size} bytes),
 C{crash {code}} (exits mid-call), C{hang} (never answers), C{garbage} (writes
 a non-JSON line, then answers), C{huge_line {size}} (writes a line of
-C{size} bytes that is not a valid message, then answers), C{pid}, C{env}, C{sleep {seconds}}
+C{size} bytes that is not a valid message, then answers), C{pid}, C{env}, C{sleep {seconds}},
+C{flood {count, size}} (that many log notifications of that size, then the result)
 (its environment and working directory).
 """
 
@@ -35,7 +36,7 @@ def result(ident: object, text: str) -> None:
 
 
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
-         ("echo", "blob", "crash", "hang", "garbage", "huge_line", "pid", "env", "sleep")]
+         ("echo", "blob", "crash", "hang", "garbage", "huge_line", "pid", "env", "sleep", "flood")]
 
 
 def main() -> None:
@@ -100,6 +101,17 @@ def main() -> None:
                 os._exit(int(arguments.get("code", 3)))
             elif name == "hang":
                 pass
+            elif name == "flood":
+                # Many large log messages before the result: the POST turns
+                # into an SSE stream that a slow client may not keep up with.
+                note = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                   "params": {"level": "info",
+                                              "data": "f" * int(arguments.get("size", 1))}},
+                                  separators=(",", ":")) + "\n"
+                for _ in range(int(arguments.get("count", 1))):
+                    sys.stdout.write(note)
+                sys.stdout.flush()
+                result(ident, "flooded")
             elif name == "sleep":
                 time.sleep(float(arguments.get("seconds", 1)))
                 result(ident, "slept")

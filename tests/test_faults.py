@@ -171,6 +171,38 @@ class StartupTests(FaultTestCase):
         self.assertEqual(health["status"], "failing")
         self.assertIn("exited with code 3", health["last_error"])
 
+    def test_commandMissing(self) -> None:
+        """
+        A command that does not exist: the bridge refuses to start with a
+        usage error naming it; one removed after the start gives initialize
+        a 502 naming it, at once, and /health says it is failing.
+        """
+        import subprocess
+        import tempfile
+
+        from .support import TWISTD, child_env
+
+        out = subprocess.run([TWISTD, "-n", "--pidfile=", "mcpbridge", "--",
+                              "no-such-mcp-server-xyz"], capture_output=True, text=True,
+                             timeout=60, env=child_env(), cwd=tempfile.gettempdir())
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("no-such-mcp-server-xyz", out.stdout + out.stderr)
+        self.assertNotIn("Traceback", out.stdout + out.stderr)
+
+        script = os.path.abspath(self.mktemp())
+        with open(script, "w") as f:
+            f.write(f"#!/bin/sh\nexec {sys.executable} {SERVER}\n")
+        os.chmod(script, 0o755)
+        bridge = Bridge([script], options=FAST_STOP).start()
+        self.addCleanup(bridge.stop)
+        os.remove(script)
+        started = time.monotonic()
+        status, headers, body = Client(bridge).initializeRaw()
+        self.assertEqual(status, 502)
+        self.assertIn(script, json.loads(body)["error"]["message"])
+        self.assertLess(time.monotonic() - started, 1)
+        self.assertEqual(bridge.health()["status"], "failing")
+
     def test_neverAnswers(self) -> None:
         """
         A child that never answers initialize: 504 within the startup

@@ -22,6 +22,9 @@ Routing rule for a message from the child:
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import secrets
 from collections import deque
 from typing import Any, Callable, Iterable, Optional
@@ -43,6 +46,8 @@ SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 DEFAULT_VERSION = "2025-03-26"
 
 _SESSION_WIDE = ("notifications/resources/updated",)
+#: The id near the start of a response line, read when the line is too long to parse.
+_RESPONSE_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
 
 
 def isSessionWide(method: Optional[str]) -> bool:
@@ -443,13 +448,11 @@ class Session:
         The child wrote a message over the size limit: fail the request it
         answered, if its id can be read from the start of the line.
         """
-        import re
-
-        match = re.search(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)', head)
+        match = _RESPONSE_ID.search(head)
         if match is None:
             return
         try:
-            ident = jsonrpc.json.loads(match.group(1))
+            ident = json.loads(match.group(1))
         except ValueError:
             return
         pending = self.pending.get(ident)
@@ -505,8 +508,6 @@ class SessionManager(Service):
     def __init__(self, command: CommandSpec, config: SessionConfig, reactor: Any,
                  spawn: Callable[..., Any] = spawnGroupLeader,
                  killpg: Optional[Callable[[int, int], None]] = None) -> None:
-        import os
-
         self.command = command
         self.config = config
         self.reactor = reactor

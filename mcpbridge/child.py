@@ -17,6 +17,7 @@ import attr
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, IReactorTime
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel
@@ -160,8 +161,6 @@ def spawnGroupLeader(
     POSIX reactors (the in-memory ones in tests) get an ordinary
     C{spawnProcess} call.
     """
-    from twisted.internet.posixbase import PosixReactorBase
-
     if isinstance(reactor, PosixReactorBase):
         return _GroupLeaderProcess(reactor, executable, args, dict(env), path, protocol)
     return reactor.spawnProcess(protocol, executable, args, dict(env), path)
@@ -302,8 +301,6 @@ class ChildProcess:
         self.state = "new"
         self.pid: Optional[int] = None
         self.transport: Optional[IProcessTransport] = None
-        self.exitCode: Optional[int] = None
-        self.exitSignal: Optional[int] = None
         self.exitDescription: Optional[str] = None
         self.stderrTail: deque[str] = deque(maxlen=20)
         self._killpg = killpg
@@ -403,8 +400,6 @@ class ChildProcess:
         value = reason.value
         code = getattr(value, "exitCode", None)
         sig = getattr(value, "signal", None)
-        self.exitCode = code
-        self.exitSignal = sig
         if sig is not None:
             self.exitDescription = f"killed by {describeSignal(sig)}"
         elif code is not None:
@@ -489,12 +484,6 @@ class ChildProcess:
         if sig == signal.SIGTERM:
             self._escalation = self.reactor.callLater(
                 self.spec.termGrace, self._escalate, signal.SIGKILL)
-
-    def kill(self) -> None:
-        """
-        SIGKILL the child's whole process group at once.
-        """
-        self._signalGroup(signal.SIGKILL)
 
     def _signalGroup(self, sig: int) -> bool:
         """

@@ -68,10 +68,6 @@ class Message:
         return "method" in self.obj and "id" in self.obj
 
     @property
-    def isNotification(self) -> bool:
-        return "method" in self.obj and "id" not in self.obj
-
-    @property
     def isResponse(self) -> bool:
         obj = self.obj
         return "method" not in obj and "id" in obj and ("result" in obj or "error" in obj)

@@ -38,13 +38,6 @@ def setLogLevel(name: str) -> None:
     _predicate.setLogLevelForNamespace("", LEVELS[name.lower()])
 
 
-def getLogLevel() -> LogLevel:
-    """
-    The level set by L{setLogLevel}.
-    """
-    return _predicate.logLevelForNamespace("")
-
-
 def debugEnabled() -> bool:
     """
     Whether debug events pass the filter; lets hot paths skip building them.

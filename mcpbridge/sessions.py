@@ -120,8 +120,7 @@ class Session:
         self.id = sessionId
         self.protocolVersion = DEFAULT_VERSION
         self.state = "starting"
-        self.created = self.clock.seconds()
-        self.lastActivity = self.created
+        self.lastActivity = self.clock.seconds()
         self.pending: dict[Any, _Pending] = {}
         self.progress: dict[Any, _Pending] = {}
         self.serverRequests: dict[Any, Stream] = {}

@@ -106,17 +106,16 @@ class Connection:
     def stopProducing(self) -> None:
         self.resumeProducing()
 
-    def respond(self, body: bytes, status: int = 200,
-                contentType: bytes = b"application/json") -> None:
+    def respond(self, body: bytes, status: int = 200) -> None:
         """
-        Answer with one body and finish.
+        Answer with one JSON body and finish.
         """
         if not self.open:
             return
         self.open = False
         req = self.request
         req.setResponseCode(status)
-        req.setHeader(b"content-type", contentType)
+        req.setHeader(b"content-type", b"application/json")
         for k, v in self.headers.items():
             req.setHeader(k, v)
         self.deferred.callback(body)
@@ -182,22 +181,6 @@ class EventHistory:
         """
         return [e for (s, q, e) in self._events if s == stream and q > seq]
 
-    def forget(self, stream: int) -> None:
-        """
-        Drop the events of a stream nobody can resume any more.
-        """
-        if any(s == stream for (s, _, _) in self._events):
-            kept = deque(e for e in self._events if e[0] != stream)
-            self._events = kept
-            self._bytes = sum(len(e[2]) for e in kept)
-
-    def __len__(self) -> int:
-        return len(self._events)
-
-    @property
-    def size(self) -> int:
-        return self._bytes
-
 
 class Stream:
     """
@@ -218,9 +201,7 @@ class Stream:
         self.batch = batch
         self.mode = "pending" if number else "sse"
         self.done = False
-        self.resumable = False
         self._buffered: list[bytes] = []
-        self._status = 200
         self.connection: Optional[Connection] = None
         self.onDone: Optional[Callable[["Stream"], None]] = None
         if connection is not None:
@@ -276,7 +257,7 @@ class Stream:
                 return
             self._buffered.append(message.raw)
             if last:
-                self._finishJSON(b"[" + b",".join(self._buffered) + b"]", 200)
+                self._finishBatch()
             return
         self._event(message.raw)
         if last:
@@ -289,7 +270,7 @@ class Stream:
         self.outstanding.discard(requestId)
         if not self.outstanding and not self.done:
             if self.mode == "pending" and self._buffered:
-                self._finishJSON(b"[" + b",".join(self._buffered) + b"]", 200)
+                self._finishBatch()
             else:
                 if self.mode == "pending":
                     self._startSSE()
@@ -317,9 +298,11 @@ class Stream:
         if self.onDone is not None:
             self.onDone(self)
 
+    def _finishBatch(self) -> None:
+        self._finishJSON(b"[" + b",".join(self._buffered) + b"]", 200)
+
     def _startSSE(self) -> None:
         self.mode = "sse"
-        self.resumable = True
         conn = self.connection
         if conn is not None and conn.open:
             conn.startSSE()
@@ -334,12 +317,4 @@ class Stream:
         conn = self.connection
         if conn is not None and conn.open:
             conn.write(event)
-
-    def writeRaw(self, data: bytes) -> None:
-        """
-        Write bytes (a replayed event, a comment) to the live connection.
-        """
-        conn = self.connection
-        if conn is not None and conn.open:
-            conn.write(data)
 

@@ -16,7 +16,7 @@ from .child import ChildStartError
 from .guard import OriginGuard
 from .jsonrpc import Message
 from .logs import debugEnabled, logger
-from .sessions import DEFAULT_VERSION, SESSION_VERSIONS, SessionError, SessionManager
+from .sessions import SESSION_VERSIONS, SessionError, SessionManager
 from .streams import Connection, parseEventId
 
 _JSON = b"application/json"
@@ -245,5 +245,3 @@ class BridgeApp:
         request.setHeader(b"cache-control", b"no-store")
         return json.dumps(status).encode("utf-8")
 
-
-__all__ = ["BridgeApp", "DEFAULT_VERSION"]

@@ -164,9 +164,7 @@ class Session:
         """
         No request in flight and no open stream.
         """
-        if self.pending or self.getStream.live:
-            return False
-        return not any(s.live for s in self.streams.values())
+        return not self.pending and next(iter(self.liveConnections()), None) is None
 
     def liveConnections(self) -> Iterable[Connection]:
         if self.getStream.live:
@@ -231,7 +229,6 @@ class Session:
         connection.headers[b"mcp-session-id"] = self.id.encode("ascii")
         stream = self._newStream(connection, [message.id], batch=False)
         pending = self._track(message, stream, self.config.startupTimeout)
-        pending.method = "initialize"
         requested = message.params.get("protocolVersion")
         if isinstance(requested, str) and requested in SESSION_VERSIONS:
             self.protocolVersion = requested
@@ -308,7 +305,7 @@ class Session:
             self._dropSessionHeader(pending.stream)
             self._fail(pending, 504, jsonrpc.REQUEST_TIMEOUT,
                        f"the MCP server did not answer initialize within {timeout:g} s")
-            self.manager.discard(self, "startup timeout")
+            self.manager.end(self, "startup timeout")
             return
         self.log.warn("session {session}: request {id} ({method}) timed out after {timeout} s",
                       session=self.id, id=pending.id, method=pending.method, timeout=timeout)
@@ -346,29 +343,21 @@ class Session:
 
         @raise SessionError: 400 for a stream this session never had.
         """
-        self.touch()
-        if stream == 0:
-            self.getStream.attach(connection)
-            connection.startSSE()
-            connection.write(b"")  # the headers go now, even with nothing to replay
-            for event in self.history.after(0, seq):
-                connection.write(event)
-            self._flushBacklog()
-            return
         if stream > self._streamNumbers:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Last-Event-ID names a stream this session never had")
+        self.touch()
         connection.startSSE()
-        connection.write(b"")
+        connection.write(b"")  # the headers go now, even with nothing to replay
         for event in self.history.after(stream, seq):
             connection.write(event)
-        target = self.streams.get(stream)
-        if target is None or target.done:
-            connection.write(b"")
-            connection.close()
-            self.streams.pop(stream, None)
+        target = self.getStream if stream == 0 else self.streams.get(stream)
+        if target is None:
+            connection.close()  # it ended; the replay was all of it
             return
         target.attach(connection)
+        if stream == 0:
+            self._flushBacklog()
 
     def _flushBacklog(self) -> None:
         while self.backlog and self.getStream.live:
@@ -431,7 +420,7 @@ class Session:
         if not isinstance(result, dict):
             self._dropSessionHeader(pending.stream)
             pending.stream.respond(pending.id, message)
-            self.manager.discard(self, "initialize failed")
+            self.manager.end(self, "initialize failed")
             return
         version = result.get("protocolVersion")
         if isinstance(version, str):
@@ -466,7 +455,7 @@ class Session:
         reason = f"the MCP server process {child.exitDescription}"
         status = 502 if self.state == "starting" else 200
         self._close(reason, status)
-        self.manager.discard(self, reason)
+        self.manager.end(self, reason)
 
     # Ending.
 
@@ -480,7 +469,6 @@ class Session:
         for stream in list(self.streams.values()):
             stream.finish()
         self.getStream.finish()
-        self.streams.clear()
         self.backlog.clear()
 
     def terminate(self, reason: str) -> "Deferred[None]":
@@ -523,6 +511,7 @@ class SessionManager(Service):
         self.spares: list[ChildProcess] = []
         self.draining = False
         self._drainDone = False
+        self._drainDeadline = 0.0
         self._drainWaiters: list[Deferred[None]] = []
         self._spareTimer: Any = None
         self._spareFailures = 0
@@ -550,14 +539,24 @@ class SessionManager(Service):
         """
         if not self.draining:
             self.draining = True
-            self._drain().addCallback(self._drainedNow)
+            self._drainDeadline = self.reactor.seconds() + self.config.drainTimeout
+            if self._inFlight():
+                self.log.info("draining {count} request(s) in flight (at most {timeout} s)",
+                              count=self._inFlight(), timeout=self.config.drainTimeout)
+            self._checkDrained()
         if self._drainDone:
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._drainWaiters.append(d)
         return d
 
-    def _drainedNow(self, _: object) -> None:
+    def _checkDrained(self) -> None:
+        left = self._inFlight()
+        if left and self.reactor.seconds() < self._drainDeadline:
+            self.reactor.callLater(0.05, self._checkDrained)
+            return
+        if left:
+            self.log.warn("drain timeout: {count} request(s) still in flight", count=left)
         self._drainDone = True
         waiters, self._drainWaiters = self._drainWaiters, []
         for d in waiters:
@@ -588,28 +587,6 @@ class SessionManager(Service):
     def _inFlight(self) -> int:
         return sum(len(s.pending) for s in self.sessions.values()) + len(self.starting)
 
-    def _drain(self) -> "Deferred[None]":
-        deadline = self.reactor.seconds() + self.config.drainTimeout
-        d: Deferred[None] = Deferred()
-        if self._inFlight() == 0 or self.config.drainTimeout <= 0:
-            d.callback(None)
-            return d
-        self.log.info("draining {count} request(s) in flight (at most {timeout} s)",
-                      count=self._inFlight(), timeout=self.config.drainTimeout)
-
-        def check() -> None:
-            left = self._inFlight()
-            if left == 0 or self.reactor.seconds() >= deadline:
-                if left:
-                    self.log.warn("drain timeout: {count} request(s) still in flight",
-                                  count=left)
-                d.callback(None)
-            else:
-                self.reactor.callLater(0.05, check)
-
-        self.reactor.callLater(0.05, check)
-        return d
-
     # Children and warm spares.
 
     def newChild(self, label: str) -> ChildProcess:
@@ -632,9 +609,7 @@ class SessionManager(Service):
             try:
                 child.start()
             except ChildStartError as e:
-                self.lastError = str(e)
-                self.lastStartOk = False
-                self.log.error("cannot start a spare child: {error}", error=str(e))
+                self._startFailed(f"cannot start a spare child: {e}")
                 self._retrySpares()
                 return
             self.spares.append(child)
@@ -652,8 +627,7 @@ class SessionManager(Service):
     def _spareExited(self, child: ChildProcess) -> None:
         if child in self.spares:
             self.spares.remove(child)
-            self.lastError = f"a spare child {child.exitDescription} before use"
-            self.log.warn("{error}", error=self.lastError)
+            self._startFailed(f"a spare child {child.exitDescription} before use")
             self._retrySpares()
 
     def _takeSpare(self) -> Optional[ChildProcess]:
@@ -692,9 +666,7 @@ class SessionManager(Service):
         try:
             session.start()
         except ChildStartError as e:
-            self.lastError = str(e)
-            self.lastStartOk = False
-            self.log.error("cannot start a session: {error}", error=str(e))
+            self._startFailed(f"cannot start a session: {e}")
             raise
         self.starting.add(session)
         return session
@@ -705,27 +677,27 @@ class SessionManager(Service):
         self.starting.discard(session)
         self.sessions[session.id] = session
 
-    def discard(self, session: Session, reason: str) -> None:
+    def _startFailed(self, reason: str) -> None:
         """
-        Forget a session that ended by itself and make sure its child stops.
+        Remember that a child could not be started (C{/health} says so).
         """
-        if session in self.starting:
-            self.starting.discard(session)
-            self.lastError = reason
-            self.lastStartOk = False
-        if self.sessions.get(session.id) is session:
-            del self.sessions[session.id]
-        if not session.child.finished:
-            self.closing.add(session)
-            d = session.terminate(reason)
-            d.addBoth(lambda _: self.closing.discard(session))
+        self.lastError = reason
+        self.lastStartOk = False
+        self.log.error("{reason}", reason=reason)
 
     def end(self, session: Session, reason: str) -> "Deferred[None]":
         """
-        End a session on purpose (DELETE, idle timeout).
+        End a session (DELETE, idle timeout, its child's exit, a failed
+        start) and stop its child.  One that ends before it was ready is a
+        failed start.
+
+        @return: fires when the child and everything it started is gone.
         """
-        self.starting.discard(session)
-        self.sessions.pop(session.id, None)
+        if session in self.starting:
+            self.starting.discard(session)
+            self._startFailed(f"a session failed to start: {reason}")
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
         self.closing.add(session)
         d = session.terminate(reason)
         d.addBoth(lambda _: self.closing.discard(session))

@@ -48,10 +48,10 @@ class OriginGuard:
 
     def __init__(self, allowedHosts: Iterable[str] = (),
                  allowedOrigins: Iterable[str] = ()) -> None:
-        self.allowedHosts = [h.strip().lower() for h in allowedHosts if h.strip()]
+        self.allowedHosts = [_splitHost(h) for h in allowedHosts if h.strip()]
         self.allowedOrigins = [o.strip().lower().rstrip("/") for o in allowedOrigins
                                if o.strip()]
-        self.anyHost = "*" in self.allowedHosts
+        self.anyHost = ("*", None) in self.allowedHosts
         self.anyOrigin = "*" in self.allowedOrigins
 
     def hostAllowed(self, header: Optional[bytes]) -> bool:
@@ -64,13 +64,8 @@ class OriginGuard:
         host, port = _splitHost(value)
         if host in LOOPBACK_HOSTS:
             return True
-        for allowed in self.allowedHosts:
-            aHost, aPort = _splitHost(allowed)
-            if aPort is not None and aPort != port:
-                continue
-            if fnmatchcase(host, aHost):
-                return True
-        return False
+        return any(fnmatchcase(host, aHost) for aHost, aPort in self.allowedHosts
+                   if aPort is None or aPort == port)
 
     def originAllowed(self, header: Optional[bytes]) -> bool:
         if header is None or self.anyOrigin:

@@ -78,12 +78,15 @@ class SessionError(Exception):
     A client error the web layer turns into an HTTP status and JSON-RPC error.
     """
 
-    def __init__(self, status: int, code: int, message: str, retryAfter: Optional[int] = None):
+    def __init__(self, status: int, code: int, message: str, retryAfter: Optional[int] = None,
+                 id: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
+        #: The JSON-RPC id of the request it answers, when there is one.
+        self.id = id
 
 
 class _Pending:
@@ -652,8 +655,8 @@ class SessionManager(Service):
         """
         Start a new session and its child.
 
-        @raise SessionError: 503 when the session limit is reached.
-        @raise ChildStartError: when the child cannot be started.
+        @raise SessionError: 503 when the session limit is reached, 502 when
+            the child cannot be started.
         """
         if not self.accepting:
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
@@ -667,7 +670,8 @@ class SessionManager(Service):
             session.start()
         except ChildStartError as e:
             self._startFailed(f"cannot start a session: {e}")
-            raise
+            raise SessionError(502, jsonrpc.SERVER_UNAVAILABLE,
+                               f"The MCP server could not be started: {e}") from e
         self.starting.add(session)
         return session
 

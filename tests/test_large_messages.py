@@ -56,7 +56,8 @@ class LargeMessageTests(SynchronousTestCase):
         reply = client.call("blob", size=10 * MiB)
         growth = vmHWM(client.bridge.pid) - before
         self.assertEqual(len(reply["result"]["content"][0]["text"]), 10 * MiB)
-        self.assertLess(growth, 6 * 10 * MiB, f"peak RSS grew {growth / MiB:.1f} MiB")
+        # Measured: 3.0x (the line, its parsed text, the socket's buffer).
+        self.assertLess(growth, 4 * 10 * MiB, f"peak RSS grew {growth / MiB:.1f} MiB")
 
     def test_fiftyMBResult(self) -> None:
         """

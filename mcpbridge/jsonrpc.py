@@ -7,6 +7,7 @@ their parsed form, so the bridge never re-serialises a body it only routes.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional, Union
 
 # Standard JSON-RPC codes.
@@ -20,6 +21,11 @@ CONNECTION_CLOSED = -32000
 REQUEST_TIMEOUT = -32001
 SERVER_UNAVAILABLE = -32002
 MESSAGE_TOO_LARGE = -32003
+
+# Errors of the stateless era (2026-07-28).
+HEADER_MISMATCH = -32020
+MISSING_CAPABILITY = -32021
+UNSUPPORTED_VERSION = -32022
 
 JSONId = Union[str, int]
 
@@ -173,3 +179,30 @@ def parseLine(line: bytes) -> list[Message]:
     if isinstance(obj, list) and obj and all(isinstance(o, dict) for o in obj):
         return [Message.fromObject(o) for o in obj]
     raise ValueError("not a JSON-RPC object or batch")
+
+
+_LEADING_ID = re.compile(rb'^\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?\d+)')
+_TRAILING_ID = re.compile(rb',\s*"id"\s*:\s*(-?\d+)\s*\}\s*$')
+
+
+def withId(message: Message, newId: Any) -> Message:
+    """
+    C{message} (whose id is an integer) with its top-level id replaced.
+
+    A large response is not serialised again when its id sits where it
+    provably belongs to the top-level object: first (after C{"jsonrpc"}) or
+    last, as the SDKs write it.
+    """
+    obj = dict(message.obj)
+    obj["id"] = newId
+    old = message.obj.get("id")
+    raw = message.raw
+    if isinstance(old, int) and len(raw) > 4096:
+        encoded = dumps(newId)
+        offset = len(raw) - 96
+        for match, shift in ((_LEADING_ID.match(raw, 0, 96), 0),
+                             (_TRAILING_ID.search(raw[offset:]), offset)):
+            if match is not None and int(match.group(1)) == old:
+                start, end = match.span(1)
+                return Message(raw[:start + shift] + encoded + raw[end + shift:], obj)
+    return Message.fromObject(obj)

@@ -9,12 +9,13 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 
+from .pool import ChildPool
 from .sessions import SessionManager
 
 
 class BridgeService(MultiService):
     """
-    The listening ports and the session managers of one bridge.
+    The listening ports, the session manager and the pools of one bridge.
 
     Stopping happens in three steps, so clients see a clean end: first the
     managers drain (new sessions and requests get 503 while the requests in
@@ -22,8 +23,11 @@ class BridgeService(MultiService):
     then every session ends and every child is stopped.
     """
 
-    def managers(self) -> list[SessionManager]:
-        return [s for s in self if isinstance(s, SessionManager)]
+    def managers(self) -> list[Any]:
+        """
+        The services that own children: session managers and pools.
+        """
+        return [s for s in self if isinstance(s, (SessionManager, ChildPool))]
 
     def stopService(self) -> "Deferred[Any]":
         Service.stopService(self)

@@ -38,7 +38,7 @@ from . import jsonrpc
 from .child import ChildProcess, ChildStartError, CommandSpec, spawnGroupLeader
 from .jsonrpc import Message
 from .logs import logger
-from .streams import PRIMING_VERSIONS, Connection, EventHistory, Stream, eventId
+from .streams import PRIMING_VERSIONS, Connection, EventHistory, Stream, encodeEvent, eventId
 
 #: Protocol versions of the session era that the bridge serves.
 SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
@@ -79,8 +79,9 @@ class SessionError(Exception):
     """
 
     def __init__(self, status: int, code: int, message: str, retryAfter: Optional[int] = None,
-                 id: Any = None) -> None:
+                 id: Any = None, data: Any = None) -> None:
         super().__init__(message)
+        self.data = data
         self.status = status
         self.code = code
         self.message = message
@@ -158,6 +159,15 @@ class Session:
             return b"id: %s\nretry: %d\ndata: \n\n" % (
                 eventId(stream, self.nextSeq()), self.config.retryMillis)
         return b""
+
+    def event(self, stream: int, data: bytes) -> bytes:
+        """
+        An SSE event for C{stream}, numbered and kept for resumption.
+        """
+        seq = self.nextSeq()
+        event = encodeEvent(eventId(stream, seq), data)
+        self.history.record(stream, seq, event)
+        return event
 
     def touch(self) -> None:
         self.lastActivity = self.clock.seconds()

@@ -15,7 +15,7 @@ stream (and only that one) from the session's L{EventHistory}.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -24,8 +24,27 @@ from zope.interface import implementer
 
 from .jsonrpc import Message
 
-if TYPE_CHECKING:
-    from .sessions import Session
+
+class StreamOwner(Protocol):
+    """
+    What a L{Stream} and its L{Connection} need from whoever owns them: a
+    session, or one stateless exchange of the child pool.
+    """
+
+    def primingEvent(self, stream: int) -> bytes:
+        """The bytes that open an SSE stream (maybe none)."""
+
+    def event(self, stream: int, data: bytes) -> bytes:
+        """One SSE event carrying C{data}, recorded for resumption if the owner resumes."""
+
+    def streamDisconnected(self, stream: "Stream") -> None:
+        """The client went away from C{stream} before it ended."""
+
+    def pauseFor(self, connection: "Connection") -> None:
+        """C{connection}'s socket is full: stop reading what feeds it."""
+
+    def resumeFor(self, connection: "Connection") -> None:
+        """C{connection} drained (or ended): reading may go on."""
 
 #: Versions whose clients understand a priming event (empty data, an id).
 PRIMING_VERSIONS = frozenset({"2025-11-25"})
@@ -45,14 +64,17 @@ def parseEventId(value: bytes) -> Optional[tuple[int, int]]:
     return int(stream), int(seq)
 
 
-def encodeEvent(ident: bytes, data: bytes) -> bytes:
+def encodeEvent(ident: Optional[bytes], data: bytes) -> bytes:
     """
-    One SSE C{message} event.  C{data} is a single line of JSON; a body with
-    a carriage return (legal JSON whitespace, but a line break in SSE) is
-    split into several C{data:} lines, which the client joins back.
+    One SSE C{message} event, with an id or without.  C{data} is a single
+    line of JSON; a body with a carriage return (legal JSON whitespace, but
+    a line break in SSE) is split into several C{data:} lines, which the
+    client joins back.
     """
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\ndata: ")
+    if ident is None:
+        return b"".join((b"data: ", data, b"\n\n"))
     return b"".join((b"id: ", ident, b"\ndata: ", data, b"\n\n"))
 
 
@@ -82,7 +104,7 @@ class Connection:
         self.headers: dict[bytes, bytes] = {}
         self._clock = clock
         self.lastWrite = clock.seconds()
-        self.session: Optional["Session"] = None
+        self.session: Optional[StreamOwner] = None
         self._producing = False
 
     def _cancelled(self, d: "Deferred[bytes]") -> None:
@@ -192,7 +214,7 @@ class Stream:
         is away.
     """
 
-    def __init__(self, session: "Session", number: int,
+    def __init__(self, session: StreamOwner, number: int,
                  connection: Optional[Connection], outstanding: Iterable[Any] = (),
                  batch: bool = False) -> None:
         self.session = session
@@ -312,8 +334,7 @@ class Stream:
         self._buffered = []
 
     def _event(self, data: bytes) -> None:
-        event = encodeEvent(eventId(self.number, self.session.nextSeq()), data)
-        self.session.history.record(self.number, self.session.seq, event)
+        event = self.session.event(self.number, data)
         conn = self.connection
         if conn is not None and conn.open:
             conn.write(event)

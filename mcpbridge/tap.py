@@ -17,6 +17,7 @@ from . import __version__
 from .child import ChildStartError, CommandSpec, buildEnvironment
 from .guard import OriginGuard
 from .logs import LEVELS, logger, setLogLevel
+from .pool import MODERN, SESSION, ChildPool, PoolConfig
 from .service import BridgeService
 from .sessions import SessionConfig, SessionManager
 from .web import BridgeApp
@@ -69,6 +70,10 @@ class Options(usage.Options):
          "Give the child the bridge's whole environment, not only a safe subset "
          "(PATH, HOME, USER, LANG, ...)."],
         ["shell", None, "Run the command through /bin/sh -c (for shell syntax)."],
+        ["stateless", None,
+         "Serve session-era clients without sessions: initialize is answered by the "
+         "bridge and requests go to the pool of shared children (no child per session; "
+         "GET and DELETE get 405)."],
     ]
 
     optParameters = [
@@ -100,6 +105,15 @@ class Options(usage.Options):
         ["spares", None, 0,
          "Children kept started ahead of demand, so a new session need not wait for "
          "a process to start.", _positive(int)],
+        ["pool-size", None, 2,
+         "Children kept running to serve stateless requests (the 2026-07-28 era, and "
+         "the session era under --stateless); 0 turns the stateless era off.",
+         _positive(int)],
+        ["pool-concurrency", None, 16,
+         "Requests in flight at once on each pool child; more wait in a queue.",
+         _positive(int)],
+        ["pool-queue", None, 256,
+         "Stateless requests that may wait for a pool child; more get 503.", _positive(int)],
         ["cwd", None, None, "Working directory of the child."],
         ["log-level", None, "info", "One of debug, info, warn, error."],
     ]
@@ -182,6 +196,17 @@ class Options(usage.Options):
             maxMessageBytes=self["max-message-size"],
         )
 
+    def poolConfig(self) -> PoolConfig:
+        return PoolConfig(
+            size=self["pool-size"],
+            concurrency=max(1, self["pool-concurrency"]),
+            queue=self["pool-queue"],
+            requestTimeout=self["request-timeout"],
+            startupTimeout=self["startup-timeout"],
+            heartbeatInterval=self["heartbeat"],
+            drainTimeout=self["drain-timeout"],
+        )
+
     def sessionConfig(self) -> SessionConfig:
         return SessionConfig(
             idleTimeout=self["idle-timeout"],
@@ -219,14 +244,24 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
 
         reactor = _reactor
     setLogLevel(options["log-level"])
-    manager = SessionManager(options.commandSpec(), options.sessionConfig(), reactor)
+    command = options.commandSpec()
+    manager = SessionManager(command, options.sessionConfig(), reactor)
+    pool = ChildPool(MODERN, command, options.poolConfig(), reactor, manager.spawn,
+                     manager.killpg)
+    stateless = None
+    if options["stateless"]:
+        stateless = ChildPool(SESSION, command, options.poolConfig(), reactor,
+                              manager.spawn, manager.killpg)
     guard = OriginGuard(options["allow-host"], options["allow-origin"])
-    bridge = BridgeApp(manager, guard, reactor)
+    bridge = BridgeApp(manager, guard, reactor, pool, stateless)
     site = _QuietSite(bridge.resource())
     site.displayTracebacks = False
 
     top = BridgeService()
     manager.setServiceParent(top)
+    pool.setServiceParent(top)
+    if stateless is not None:
+        stateless.setServiceParent(top)
     for description in options["port"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     log.info("mcpbridge {version} serving {command} on {ports}", version=__version__,

@@ -1,6 +1,12 @@
 """
 The HTTP face of the bridge: MCP Streamable HTTP on C{/mcp} (POST, GET,
 DELETE) and C{GET /health}, as a Klein application on a class.
+
+Each request is served in one of two eras, decided per request: one whose
+C{MCP-Protocol-Version} is a session-era version (or absent, unless the body
+carries the stateless C{_meta} envelope) belongs to the session era, and
+goes to its session's child (or, with C{--stateless}, to the session-era
+pool); any other belongs to the stateless era and goes to the modern pool.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from typing import Any, Optional
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from . import __version__, jsonrpc
+from . import __version__, jsonrpc, modern
 from .guard import OriginGuard
 from .jsonrpc import Message
 from .logs import debugEnabled, logger
+from .pool import ChildPool
 from .sessions import SESSION_VERSIONS, Session, SessionError, SessionManager
 from .streams import Connection, parseEventId
 
@@ -48,7 +55,7 @@ def _empty(request: Any, status: int) -> bytes:
 
 
 def errorBody(request: IRequest, status: int, code: int, message: str,
-              id: Any = None, retryAfter: Optional[int] = None) -> bytes:
+              id: Any = None, retryAfter: Optional[int] = None, data: Any = None) -> bytes:
     """
     Set C{status} and return a JSON-RPC error response body.
     """
@@ -56,7 +63,9 @@ def errorBody(request: IRequest, status: int, code: int, message: str,
     request.setHeader(b"content-type", _JSON)
     if retryAfter is not None:
         request.setHeader(b"retry-after", b"%d" % retryAfter)
-    return jsonrpc.dumps(jsonrpc.errorResponse(id, code, message))
+    if status == 405:
+        request.setHeader(b"allow", b"POST")
+    return jsonrpc.dumps(jsonrpc.errorResponse(id, code, message, data))
 
 
 class BridgeApp:
@@ -67,10 +76,18 @@ class BridgeApp:
     app = Klein()
     log = logger("mcpbridge.web")
 
-    def __init__(self, manager: SessionManager, guard: OriginGuard, clock: Any) -> None:
+    def __init__(self, manager: SessionManager, guard: OriginGuard, clock: Any,
+                 pool: ChildPool, stateless: Optional[ChildPool] = None) -> None:
+        """
+        @param pool: serves the stateless era.
+        @param stateless: with C{--stateless}, serves the session era
+            without sessions.
+        """
         self.manager = manager
         self.guard = guard
         self.clock = clock
+        self.pool = pool
+        self.stateless = stateless
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -82,7 +99,7 @@ class BridgeApp:
         """
         e = failure.value
         return errorBody(request, e.status, e.code, e.message, id=e.id,
-                         retryAfter=e.retryAfter)
+                         retryAfter=e.retryAfter, data=e.data)
 
     def _guard(self, request: IRequest) -> None:
         """
@@ -158,11 +175,15 @@ class BridgeApp:
         else:
             messages = [Message(body.strip(), parsed)]
 
+        if modern.isModern(request, parsed):
+            return self._modernPost(request, messages, batch)
         if any(m.method == "initialize" and m.isRequest for m in messages):
             if batch:
                 raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                    "Invalid Request: initialize must not be part of a batch")
             return self._initialize(request, messages[0])
+        if self.stateless is not None:
+            return self._statelessPost(request, messages, batch)
 
         session = self._session(request)
         if batch and session.protocolVersion != "2025-03-26":
@@ -185,7 +206,68 @@ class BridgeApp:
         assert connection is not None
         return connection.deferred
 
+    def _modernPost(self, request: IRequest, messages: list[Message], batch: bool) -> Any:
+        """
+        A POST of the stateless era: one request, checked, then served by
+        the pool; a notification is accepted and dropped.
+        """
+        if batch:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST,
+                               "Invalid Request: the stateless protocol era has no batches")
+        message = messages[0]
+        if message.isResponse:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST, "Invalid Request: clients of the "
+                               "stateless protocol era send no responses", id=message.id)
+        if not message.isRequest:
+            return _empty(request, 202)
+        modern.checkRequest(request, message)
+        connection = Connection(request, self.clock)
+        try:
+            self.pool.submit([message], connection, False, modern.paramHeaders(request))
+        except SessionError as e:
+            e.id = message.id
+            raise
+        return connection.deferred
+
+    def _statelessPost(self, request: IRequest, messages: list[Message], batch: bool) -> Any:
+        """
+        A session-era POST under C{--stateless}: no session, served by the
+        session-era pool.
+        """
+        header = request.getHeader(b"mcp-protocol-version")
+        self._checkVersion(request)
+        if batch and header not in (None, b"2025-03-26"):
+            raise SessionError(400, jsonrpc.INVALID_REQUEST,
+                               "Invalid Request: batches are only allowed in protocol 2025-03-26")
+        assert self.stateless is not None
+        connection = Connection(request, self.clock)
+        try:
+            stream = self.stateless.submit(messages, connection, batch)
+        except SessionError as e:
+            if not batch:
+                e.id = messages[0].id
+            raise
+        if stream is None:
+            return _empty(request, 202)
+        return connection.deferred
+
+    def _noStreams(self, request: IRequest) -> None:
+        """
+        @raise SessionError: 405 for a GET or DELETE of the stateless era,
+            or of the session era under C{--stateless}: no session has
+            streams to open or to end.
+        """
+        if self.stateless is not None or modern.isModern(request):
+            raise SessionError(405, jsonrpc.INVALID_REQUEST,
+                               f"Method Not Allowed: {request.method.decode()} /mcp; "
+                               f"stateless requests use POST only")
+
     def _initialize(self, request: IRequest, message: Message) -> Any:
+        if self.stateless is not None:
+            self._checkVersion(request, id=message.id)
+            connection = Connection(request, self.clock)
+            self.stateless.initialize(message, connection)
+            return connection.deferred
         try:
             self._checkVersion(request)
             session = self.manager.create()
@@ -199,6 +281,7 @@ class BridgeApp:
     @app.route("/mcp", methods=["GET"])
     def get(self, request: IRequest) -> Any:
         self._guard(request)
+        self._noStreams(request)
         if not _accepts(request, _SSE):
             raise SessionError(406, jsonrpc.INVALID_REQUEST,
                                "Not Acceptable: Accept must list text/event-stream")
@@ -220,19 +303,25 @@ class BridgeApp:
     @app.route("/mcp", methods=["DELETE"])
     def delete(self, request: IRequest) -> Any:
         self._guard(request)
+        self._noStreams(request)
         self.manager.end(self._session(request), "closed by the client (DELETE)")
         return _empty(request, 204)
 
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> Any:
-        healthy = self.manager.accepting and self.manager.lastStartOk is not False
+        pools = [p for p in (self.pool, self.stateless) if p is not None]
+        healthy = (self.manager.accepting and self.manager.lastStartOk is not False
+                   and all(p.lastStartOk is not False for p in pools))
         report = {
             "status": "ok" if healthy else ("stopping" if not self.manager.accepting
                                             else "failing"),
             "version": __version__,
             "uptime": round(self.clock.seconds() - self.manager.started, 3),
             **self.manager.status(),
+            "stateless": self.pool.status(),
         }
+        if self.stateless is not None:
+            report["stateless_sessions"] = self.stateless.status()
         request.setResponseCode(200 if healthy else 503)
         request.setHeader(b"content-type", _JSON)
         request.setHeader(b"cache-control", b"no-store")

@@ -15,6 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from mcpbridge.pool import MODERN, ChildPool
 from mcpbridge.sessions import SessionManager
 from mcpbridge.tap import DEFAULT_PORT, Options, makeService
 
@@ -97,13 +98,17 @@ class MakeServiceTests(SynchronousTestCase):
         """
         reactor = MemoryReactorClock()
         options = parse("--port", "tcp:3001:interface=127.0.0.1", "--port",
-                        "tcp:3002:interface=127.0.0.1", "--max-sessions", "7", *SH)
+                        "tcp:3002:interface=127.0.0.1", "--max-sessions", "7",
+                        "--pool-size", "0", *SH)
         service = makeService(options, reactor=reactor)
         children = list(IServiceCollection(service))
         managers = [c for c in children if isinstance(c, SessionManager)]
         self.assertEqual(len(managers), 1)
         self.assertEqual(managers[0].config.maxSessions, 7)
-        self.assertEqual(len(children), 3)
+        pools = [c for c in children if isinstance(c, ChildPool)]
+        self.assertEqual([p.era for p in pools], [MODERN])
+        self.assertEqual(pools[0].config.size, 0)
+        self.assertEqual(len(children), 4)
         service.startService()
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [3001, 3002])
         self.assertEqual({p[3] for p in reactor.tcpServers}, {"127.0.0.1"})

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from mcpbridge.guard import OriginGuard
+from mcpbridge.pool import MODERN, ChildPool, PoolConfig
 from mcpbridge.sessions import SessionConfig
 from mcpbridge.web import BridgeApp
 
@@ -72,7 +73,9 @@ class BridgeTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.manager, self.spawner, self.clock = makeManager(attr.evolve(self.config))
-        self.app = BridgeApp(self.manager, OriginGuard(), self.clock)
+        self.pool = ChildPool(MODERN, self.manager.command, PoolConfig(size=0), self.clock,
+                              self.spawner, self.spawner.killpg)
+        self.app = BridgeApp(self.manager, OriginGuard(), self.clock, self.pool)
         self.http = StubTreq(self.app.resource())
 
     def request(self, method: str, body: Any = None, session: Optional[str] = None,

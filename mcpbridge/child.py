@@ -383,7 +383,12 @@ class ChildProcess:
                       "JSON-RPC; skipped: {line!r}", line=line[:200])
             return
         for message in messages:
-            self.onMessage(message)
+            try:
+                self.onMessage(message)
+            except Exception:
+                # A bug in handling one message must not cost the child its pipe.
+                self.log.failure("handling a message from child {server}[{pid}]",
+                                 server=self.server, pid=self.pid)
 
     def oversized(self, head: bytes) -> None:
         self._log(LogLevel.error, "child {server}[{pid}] wrote a message over the {limit} "

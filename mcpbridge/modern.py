@@ -213,6 +213,16 @@ def logLevelOf(message: jsonrpc.Message) -> Optional[int]:
     return LOG_LEVELS.index(level) if level in LOG_LEVELS else None
 
 
+#: JSON Schema keywords whose value is a subschema, a list of them, or a
+#: name → subschema map; anything else (C{default}, C{enum}, ...) is data.
+_ONE_SCHEMA = frozenset({"additionalProperties", "items", "not", "if", "then", "else",
+                         "contains", "propertyNames", "unevaluatedItems",
+                         "unevaluatedProperties", "additionalItems"})
+_SCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
+_SCHEMA_MAP = frozenset({"properties", "patternProperties", "$defs", "definitions",
+                         "dependentSchemas"})
+
+
 def _positions(schema: Any, path: Optional[tuple[str, ...]]) -> Iterator[
         tuple[Optional[tuple[str, ...]], dict[str, Any]]]:
     """
@@ -223,14 +233,15 @@ def _positions(schema: Any, path: Optional[tuple[str, ...]]) -> Iterator[
         return
     yield path, schema
     for key, value in schema.items():
-        if key == "properties" and isinstance(value, dict):
+        if key in _SCHEMA_MAP and isinstance(value, dict):
             for name, sub in value.items():
-                yield from _positions(sub, None if path is None else path + (name,))
-        elif isinstance(value, dict):
-            yield from _positions(value, None)
-        elif isinstance(value, list):
+                inner = path + (name,) if key == "properties" and path is not None else None
+                yield from _positions(sub, inner)
+        elif key in _SCHEMA_LIST and isinstance(value, list):
             for sub in value:
                 yield from _positions(sub, None)
+        elif key in _ONE_SCHEMA and isinstance(value, dict):
+            yield from _positions(value, None)
 
 
 def headerParameters(schema: Any) -> Optional[dict[str, tuple[tuple[str, ...], str]]]:
@@ -247,7 +258,8 @@ def headerParameters(schema: Any) -> Optional[dict[str, tuple[tuple[str, ...], s
             continue
         token, kind = sub["x-mcp-header"], sub.get("type")
         if (not path or not isinstance(token, str) or not _TOKEN.fullmatch(token)
-                or kind not in _HEADER_TYPES or token.lower() in found):
+                or not isinstance(kind, str) or kind not in _HEADER_TYPES
+                or token.lower() in found):
             return None
         found[token.lower()] = (path, kind)
     return found
@@ -307,8 +319,9 @@ def _matches(kind: str, value: Any, rendered: str, decoded: str) -> bool:
     """
     Integers compare by value (C{42} matches C{42.0}); the rest as text.
     """
-    if (kind == "integer" and not isinstance(value, bool) and isinstance(value, (int, float))
-            and float(value).is_integer() and _DECIMAL.fullmatch(decoded)):
+    integral = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    if kind == "integer" and integral and _DECIMAL.fullmatch(decoded):
         whole, _, fraction = decoded.partition(".")
         return (not fraction or set(fraction) == {"0"}) and int(whole) == int(value)
     return decoded == rendered

@@ -676,7 +676,16 @@ class ChildPool(Service):
                 self._pumpAgain = False
                 while self.waiting:
                     call = self.waiting[0]
-                    if not self._admit(call):
+                    try:
+                        admitted = self._admit(call)
+                    except Exception:
+                        # Never let one request wedge the queue behind it.
+                        self.log.failure("serving stateless request {method}",
+                                         method=call.method)
+                        self._fail(call, 500, jsonrpc.INTERNAL_ERROR,
+                                   "mcpbridge failed to serve this request")
+                        continue
+                    if not admitted:
                         break
                     if self.waiting and self.waiting[0] is call:
                         self.waiting.popleft()

@@ -49,6 +49,10 @@ from .streams import Connection, Stream, encodeEvent
 MODERN = "modern"
 SESSION = "session"
 _CLIENT_INFO = {"name": "mcpbridge", "version": __version__}
+#: What a session-era pool child is told its client can do: the bridge relays
+#: these requests to whichever client's call is in flight on that child (a
+#: client that cannot serve one answers with an error).
+_RELAYED_CAPABILITIES = {"sampling": {}, "elicitation": {}, "roots": {"listChanged": True}}
 
 
 @attr.s(auto_attribs=True)
@@ -314,7 +318,8 @@ class ChildPool(Service):
         else:
             message = Message.fromObject({
                 "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": SESSION_VERSIONS[0], "capabilities": {},
+                "params": {"protocolVersion": SESSION_VERSIONS[0],
+                           "capabilities": _RELAYED_CAPABILITIES,
                            "clientInfo": _CLIENT_INFO}})
         call = _Call(message, None, lambda answer: self._greeted(member, answer))
         self._send(member, call, self.config.startupTimeout)

@@ -107,6 +107,58 @@ def _via(result: Dict[str, Any], message: str) -> List[str]:
     return [w["via"] for w in result.get("wire", ()) if w["message"] == message]
 
 
+class StatelessSessionEraTests(BridgeTestCase):
+    """
+    The Python SDK client, in the session era, against C{--stateless}: the
+    bridge answers C{initialize} itself, mints no session, and every request
+    goes to the pool of shared children.
+    """
+
+    def setUp(self) -> None:
+        self.bridge = self.start_bridge([sys.executable, FEATURE_SERVER],
+                                        ["--stateless", "--pool-size", "2"])
+        self.env = dict(os.environ, MCPBRIDGE_STATELESS="1")
+
+    def test_no_session_and_no_child_per_client(self) -> None:
+        """
+        Three clients one after another get no session id, and the bridge's
+        children stay the same two pool children throughout.
+        """
+        def pool() -> List[Any]:
+            return sorted(c["pid"] for c in self.bridge.health()["stateless_sessions"]["children"])
+
+        self.assertTrue(wait_until(lambda: len(pool()) == 2, 30), self.bridge.health())
+        before = pool()
+        for _ in range(3):
+            r = self.scenario(self.bridge, "basic", env=self.env)
+            self.assertIsNone(r["session_id"])
+            self.assertEqual(r["echo"], "hello bridge")
+        self.assertEqual(pool(), before)
+        self.assertEqual(self.bridge.health()["sessions"], 0)
+
+    def test_progress_and_sampling(self) -> None:
+        """
+        Progress and a server-to-client sampling request still reach the
+        client on its call's stream, and the answer finds the child that
+        asked.
+        """
+        r = self.scenario(self.bridge, "progress", env=self.env)
+        self.assertEqual(r["result"], "done 5")
+        r = self.scenario(self.bridge, "sampling", env=self.env)
+        self.assertEqual(r["result"], "sampled: sampled(hello)")
+
+    def test_get_and_delete_refused(self) -> None:
+        """
+        With no sessions there is no GET stream to open and nothing to
+        DELETE: 405, C{Allow: POST}.
+        """
+        for method in ("GET", "DELETE"):
+            status, headers, _ = http_request(self.bridge.port, method, "/mcp", None,
+                                              {"Accept": "text/event-stream"})
+            self.assertEqual(status, 405)
+            self.assertEqual(headers.get("allow"), "POST")
+
+
 class PythonSDKTests(BridgeTestCase):
     """
     The official Python SDK client (``mcp.Client`` over Streamable HTTP) against

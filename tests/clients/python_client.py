@@ -266,7 +266,10 @@ async def basic(url: str, c: Checks) -> JSON:
                "echo": text_of(result), "is_error": bool(result.is_error)}
     c.expect("echo" in names, f"echo not listed: {names}")
     c.expect(out["echo"] == "hello bridge", f"echo returned {out['echo']!r}")
-    c.expect(conn.session_id, "no Mcp-Session-Id seen")
+    if os.environ.get("MCPBRIDGE_STATELESS") == "1":
+        c.expect(not conn.session_id, f"a stateless server sent Mcp-Session-Id {conn.session_id}")
+    else:
+        c.expect(conn.session_id, "no Mcp-Session-Id seen")
     return out
 
 

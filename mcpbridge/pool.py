@@ -225,6 +225,7 @@ class ChildPool(Service):
         self._initWaiters: list[tuple[Message, Connection]] = []
         self._pumping = False
         self._pumpAgain = False
+        self._retiring: set[Deferred[None]] = set()
 
     # Service.
 
@@ -276,7 +277,7 @@ class ChildPool(Service):
             self._fail(call, 503, jsonrpc.SERVER_UNAVAILABLE, "the bridge is shutting down")
         for listen in list(self.listens):
             self._finishListen(listen)
-        stops = []
+        stops: list[Deferred[Any]] = list(self._retiring)
         for member in members:
             self._memberGone(member, "the bridge is shutting down")
             stops.append(member.child.stop())
@@ -416,7 +417,9 @@ class ChildPool(Service):
             self.members.remove(member)
         self._memberGone(member, "the MCP server child was stopped")
         member.child.onExit = lambda c: None
-        member.child.stop()
+        stopping = member.child.stop()
+        self._retiring.add(stopping)
+        stopping.addBoth(lambda _: self._retiring.discard(stopping))
         self._scheduleFill()
 
     def _exited(self, member: _Member, child: Optional[ChildProcess] = None) -> None:

@@ -306,6 +306,7 @@ class ChildPool(Service):
                 child.start()
             except ChildStartError as e:
                 self._startFailed(f"cannot start a pool child: {e}")
+                self._scheduleFill()
                 return
             self.members.append(member)
             self._greet(member)

@@ -338,6 +338,25 @@ class FailureTests(PoolTestCase):
         self.assertFalse(self.pool.lastStartOk)
         self.assertIn("exited with code 1", self.pool.lastError or "")
 
+    def test_spawnFailureRetried(self) -> None:
+        """
+        When the system refuses to start a child, the pool says so and
+        tries again later.
+        """
+        clock = MemoryReactorClock()
+        spawner = FakeSpawner()
+        spawner.failWith = OSError(11, "Resource temporarily unavailable")
+        command = CommandSpec(argv=("/bin/sh",), env={"PATH": "/usr/bin:/bin"})
+        pool = ChildPool(MODERN, command, PoolConfig(size=1), clock, spawner, spawner.killpg)
+        pool.startService()
+        self.assertFalse(pool.lastStartOk)
+        self.assertIn("EAGAIN", pool.lastError or "")
+        spawner.failWith = None
+        clock.advance(1)
+        self.assertEqual(len(spawner.children), 1)
+        spawner.last.answer(spawner.last.last(), DISCOVERED)
+        self.assertTrue(pool.lastStartOk)
+
     def test_waitingFailWhenNoChildStarts(self) -> None:
         """
         Requests waiting for the first child fail with 502 when it dies

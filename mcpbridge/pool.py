@@ -135,9 +135,12 @@ class _Exchange:
         self.pool.abandon(self)
 
     def pauseFor(self, connection: Connection) -> None:
+        # A subscription spans every child and carries little: a client slow
+        # to read one must not stall the whole pool.
         for call in self.calls.values():
-            for member in call.legs:
-                member.pauseFor(connection)
+            if not call.listen:
+                for member in call.legs:
+                    member.pauseFor(connection)
 
     def resumeFor(self, connection: Connection) -> None:
         for member in self.pool.members:

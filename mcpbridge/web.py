@@ -320,6 +320,8 @@ class BridgeApp:
             **self.manager.status(),
             "stateless": self.pool.status(),
         }
+        if report["last_error"] is None:
+            report["last_error"] = next((p.lastError for p in pools if p.lastError), None)
         if self.stateless is not None:
             report["stateless_sessions"] = self.stateless.status()
         request.setResponseCode(200 if healthy else 503)

@@ -160,7 +160,7 @@ class StartupTests(FaultTestCase):
         A child that exits at once: initialize gets 502 with a message
         naming the exit code, quickly, and /health says it is failing.
         """
-        bridge = self.bridge("--exit-at-start", "3")
+        bridge = self.bridge("--exit-at-start", "3", options=["--pool-size", "0"])
         started = time.monotonic()
         status, headers, body = Client(bridge).initializeRaw()
         self.assertEqual(status, 502)
@@ -170,6 +170,25 @@ class StartupTests(FaultTestCase):
         health = bridge.health()
         self.assertEqual(health["status"], "failing")
         self.assertIn("exited with code 3", health["last_error"])
+
+    def test_exitAtStartSeenWithoutClients(self) -> None:
+        """
+        With the stateless pool on, the bridge starts a child by itself (to
+        ask which protocol eras the server speaks), so a server that exits
+        at once makes /health fail before any client came, naming the exit
+        code, and the bridge keeps retrying rather than spinning.
+        """
+        bridge = Bridge([sys.executable, SERVER, "--exit-at-start", "3"],
+                        options=FAST_STOP).start(healthy=False)
+        self.addCleanup(bridge.stop)
+        health = wait_until(lambda: (lambda h: h if h["status"] == "failing" else None)(
+            bridge.health()), 10)
+        self.assertTrue(health, bridge.health())
+        self.assertIn("exited with code 3", health["last_error"])
+        self.assertEqual(health["_status"], 503)
+        time.sleep(1.5)
+        starts = bridge.current_log().count("child misbehaving.py started")
+        self.assertLessEqual(starts, 4, bridge.current_log()[-3000:])
 
     def test_commandMissing(self) -> None:
         """

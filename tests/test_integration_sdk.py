@@ -318,9 +318,10 @@ class LeakTests(BridgeTestCase):
         """
         The SDK client's close sends DELETE (204); the same session id then
         gets 404, and the session's child, and the grandchild it started, are
-        gone, with nothing left below the bridge.
+        gone, with nothing left below the bridge (no stateless pool here, so
+        every process below the bridge is the session's).
         """
-        bridge = self.start_bridge(WITH_GRANDCHILD, FAST_STOP)
+        bridge = self.start_bridge(WITH_GRANDCHILD, [*FAST_STOP, "--pool-size", "0"])
         seen: Dict[str, Any] = {}
 
         def paused(info: Dict[str, Any]) -> None:
@@ -350,7 +351,8 @@ class LeakTests(BridgeTestCase):
         and a GET stream open: the call gets its answer (a result if the
         bridge lets requests in flight drain, else a JSON-RPC error), the GET
         stream ends without a message, the bridge exits promptly, and none
-        of its children or grandchildren is left alive.
+        of its children or grandchildren is left alive: the two sessions' and
+        the two stateless pool children's, each with its grandchild.
         """
         bridge = self.start_bridge(WITH_GRANDCHILD, FAST_STOP, check_leaks=False)
         sessions = [open_session(self, bridge) for _ in range(2)]
@@ -365,10 +367,11 @@ class LeakTests(BridgeTestCase):
         get.request("GET", "/mcp", headers={"accept": "text/event-stream", **sessions[1]})
         get_response = get.getresponse()
         self.assertEqual(get_response.status, 200)
-        children = wait_until(lambda: (lambda c: c if len(c) == 4 else None)(bridge.children()),
-                              5.0)
-        self.assertTrue(children, f"expected 2 children and 2 grandchildren, got "
+        children = wait_until(lambda: (lambda c: c if len(c) == 8 else None)(bridge.children()),
+                              10.0)
+        self.assertTrue(children, f"expected 4 children and 4 grandchildren, got "
                                   f"{bridge.children()}")
+        self.assertEqual(len(bridge.health()["stateless"]["children"]), 2)
         snap = snapshot(children)
 
         started = time.monotonic()
@@ -493,7 +496,8 @@ class TypeScriptSDKTest(BridgeTestCase):
             if os.environ.get("CI"):
                 self.fail(f"CI is set but the TypeScript client cannot run: {why}")
             self.skipTest(why)
-        bridge = self.start_bridge([sys.executable, FEATURE_SERVER])
+        # No stateless pool: every process below the bridge is the session's.
+        bridge = self.start_bridge([sys.executable, FEATURE_SERVER], ["--pool-size", "0"])
         rc, r, stdout, stderr = run_json([node, TS_CLIENT, bridge.url], timeout=CLIENT_TIMEOUT,
                                          env={"MCPBRIDGE_JS": modules or ""})
         if rc != 0 or not isinstance(r, dict) or not r.get("ok"):

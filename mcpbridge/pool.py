@@ -433,7 +433,7 @@ class ChildPool(Service):
         reason = f"the MCP server process {member.child.exitDescription}"
         if member.state != "ready":
             self._startFailed(f"a pool child failed to start: {reason}")
-            if not any(m.state == "ready" for m in self.members):
+            if not any(m.state in ("ready", "starting") for m in self.members):
                 for call in list(self.waiting):
                     if call.exchange is not None or call.onAnswer is not None:
                         self._fail(call, 502, jsonrpc.SERVER_UNAVAILABLE,

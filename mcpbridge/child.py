@@ -308,6 +308,7 @@ class ChildProcess:
         self._waiters: list[Deferred[None]] = []
         self._escalation: Any = None
         self._sweepDeadline = 0.0
+        self._pausedBy: set[object] = set()
 
     def start(self) -> None:
         """
@@ -359,19 +360,28 @@ class ChildProcess:
         self.log.emit(level, fmt, server=self.server, pid=self.pid, session=self.label,
                       **fields)
 
-    def pauseReading(self) -> None:
+    def pauseFor(self, reader: object) -> None:
         """
-        Stop reading the child's stdout (stderr is still drained), so a
+        Stop reading the child's stdout while C{reader} (a client stream
+        whose socket is full) cannot take more; stderr is still drained.  A
         slow client makes the child wait rather than the bridge buffer.
         """
-        reader = getattr(self.transport, "pipes", {}).get(1)
-        if reader is not None:
-            reader.pauseProducing()
+        if not self._pausedBy:
+            pipe = getattr(self.transport, "pipes", {}).get(1)
+            if pipe is not None:
+                pipe.pauseProducing()
+        self._pausedBy.add(reader)
 
-    def resumeReading(self) -> None:
-        reader = getattr(self.transport, "pipes", {}).get(1)
-        if reader is not None:
-            reader.resumeProducing()
+    def resumeFor(self, reader: object) -> None:
+        """
+        C{reader} drained or ended: read on once no other reader is full.
+        """
+        if reader in self._pausedBy:
+            self._pausedBy.discard(reader)
+            if not self._pausedBy:
+                pipe = getattr(self.transport, "pipes", {}).get(1)
+                if pipe is not None:
+                    pipe.resumeProducing()
 
     # Events from the protocol.
 

@@ -140,11 +140,11 @@ class _Exchange:
         for call in self.calls.values():
             if not call.listen:
                 for member in call.legs:
-                    member.pauseFor(connection)
+                    member.child.pauseFor(connection)
 
     def resumeFor(self, connection: Connection) -> None:
         for member in self.pool.members:
-            member.resumeFor(connection)
+            member.child.resumeFor(connection)
 
 
 class _Member:
@@ -162,18 +162,6 @@ class _Member:
         self.calls: dict[int, _Call] = {}
         self.load = 0
         self.logCalls = 0
-        self._pausedBy: set[Connection] = set()
-
-    def pauseFor(self, connection: Connection) -> None:
-        if not self._pausedBy:
-            self.child.pauseReading()
-        self._pausedBy.add(connection)
-
-    def resumeFor(self, connection: Connection) -> None:
-        if connection in self._pausedBy:
-            self._pausedBy.discard(connection)
-            if not self._pausedBy:
-                self.child.resumeReading()
 
     def newest(self) -> Optional[_Call]:
         """
@@ -558,7 +546,7 @@ class ChildPool(Service):
 
     # Requests from clients.
 
-    def submit(self, messages: list[Message], connection: Connection, batch: bool,
+    def submit(self, messages: list[Message], connection: Optional[Connection], batch: bool,
                paramHeaders: Optional[dict[str, list[str]]] = None) -> Optional[Stream]:
         """
         Serve a POST's messages.
@@ -575,6 +563,7 @@ class ChildPool(Service):
                 self._clientNotification(m)
         if not requests:
             return None
+        assert connection is not None
         if not self.accepting:
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE, "the bridge is shutting down",
                                retryAfter=5)

@@ -134,7 +134,6 @@ class Session:
         self.backlog: deque[Message] = deque(maxlen=self.config.backlogMessages)
         self.seq = 0
         self._streamNumbers = 0
-        self._pausedBy: set[Connection] = set()
         if child is None:
             child = manager.newChild(sessionId)
         child.label = sessionId
@@ -209,15 +208,10 @@ class Session:
         A client's stream is full: stop reading the child's stdout until it
         drains, so the bridge never buffers without bound.
         """
-        if not self._pausedBy:
-            self.child.pauseReading()
-        self._pausedBy.add(connection)
+        self.child.pauseFor(connection)
 
     def resumeFor(self, connection: Connection) -> None:
-        if connection in self._pausedBy:
-            self._pausedBy.discard(connection)
-            if not self._pausedBy:
-                self.child.resumeReading()
+        self.child.resumeFor(connection)
 
     def _dropSessionHeader(self, stream: Stream) -> None:
         if stream.connection is not None:

@@ -12,7 +12,7 @@ pool); any other belongs to the stateless era and goes to the modern pool.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from klein import Klein
 from twisted.web.iweb import IRequest
@@ -23,7 +23,7 @@ from .jsonrpc import Message
 from .logs import debugEnabled, logger
 from .pool import ChildPool
 from .sessions import SESSION_VERSIONS, Session, SessionError, SessionManager
-from .streams import Connection, parseEventId
+from .streams import Connection, Stream, parseEventId
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
@@ -192,11 +192,19 @@ class BridgeApp:
         if debugEnabled():
             self.log.debug("session {session}: POST {methods}", session=session.id,
                            methods=[m.method or f"response {m.id!r}" for m in messages])
+        return self._submit(request, session.submit, messages, batch)
+
+    def _submit(self, request: IRequest, submit: Callable[..., Optional[Stream]],
+                messages: list[Message], batch: bool) -> Any:
+        """
+        Hand a POST's messages to a session or a pool: 202 when they hold
+        no request, else the answer when it comes.
+        """
         connection = None
         if any(m.isRequest for m in messages):
             connection = Connection(request, self.clock)
         try:
-            stream = session.submit(messages, connection, batch)
+            stream = submit(messages, connection, batch)
         except SessionError as e:
             if not batch:
                 e.id = messages[0].id
@@ -240,16 +248,7 @@ class BridgeApp:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
         assert self.stateless is not None
-        connection = Connection(request, self.clock)
-        try:
-            stream = self.stateless.submit(messages, connection, batch)
-        except SessionError as e:
-            if not batch:
-                e.id = messages[0].id
-            raise
-        if stream is None:
-            return _empty(request, 202)
-        return connection.deferred
+        return self._submit(request, self.stateless.submit, messages, batch)
 
     def _noStreams(self, request: IRequest) -> None:
         """

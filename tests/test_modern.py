@@ -25,6 +25,7 @@ from mcpbridge.pool import MODERN, SESSION, ChildPool, PoolConfig
 from mcpbridge.web import BridgeApp
 
 from .fakes import FakeChild, makeManager
+from .test_web import parseSSE
 
 URL = "http://127.0.0.1:3000/mcp"
 ACCEPT = "application/json, text/event-stream"
@@ -89,32 +90,6 @@ def routingHeaders(body: Any) -> dict[str, Any]:
     return headers
 
 
-def parseSSE(data: bytes) -> list[dict[str, Any]]:
-    """
-    The events of an SSE body: dicts with C{data} (parsed JSON) and any
-    other field; comments as C{{"comment": ...}}.
-    """
-    events = []
-    for block in data.split(b"\n\n"):
-        if not block.strip():
-            continue
-        event: dict[str, Any] = {}
-        datalines = []
-        for line in block.split(b"\n"):
-            if line.startswith(b":"):
-                event["comment"] = line[1:].strip().decode()
-            else:
-                field, _, value = line.partition(b":")
-                value = value[1:] if value.startswith(b" ") else value
-                if field == b"data":
-                    datalines.append(value)
-                else:
-                    event[field.decode()] = value.decode()
-        if datalines:
-            text = b"\n".join(datalines)
-            event["data"] = json.loads(text) if text.strip() else ""
-        events.append(event)
-    return events
 
 
 def dummyRequest(headers: dict[str, list[str]]) -> Any:

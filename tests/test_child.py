@@ -84,6 +84,26 @@ class FramingTests(ChildTestCase):
         self.assertEqual([m.id for m in self.messages], [1])
         self.assertTrue(any("not JSON-RPC" in e["log_format"] for e in events))
 
+    def test_handlerFailureKeepsReading(self) -> None:
+        """
+        If handling one message raises, the error is logged and the next
+        messages are still read (the child keeps its pipe).
+        """
+        child = self.makeChild()
+        seen: list[Any] = []
+
+        def handle(message: Message) -> None:
+            if message.id == 1:
+                raise ValueError("a bug")
+            seen.append(message.id)
+
+        child.onMessage = handle
+        self.spawner.last.send(b'{"jsonrpc":"2.0","id":1,"result":1}\n'
+                               b'{"jsonrpc":"2.0","id":2,"result":2}\n')
+        self.spawner.last.send(b'{"jsonrpc":"2.0","id":3,"result":3}\n')
+        self.assertEqual(seen, [2, 3])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
     def test_oversizedDiscarded(self) -> None:
         """
         A line over the limit is discarded up to its newline and reported

@@ -403,6 +403,31 @@ class FailureTests(PoolTestCase):
         self.assertEqual(cancel["method"], "notifications/cancelled")
         self.assertEqual(cancel["params"]["requestId"], call["id"])
 
+    def test_bugDoesNotWedgeTheQueue(self) -> None:
+        """
+        An unexpected exception while serving one request answers it with
+        an internal error (500, -32603) and the requests behind it are still
+        served.
+        """
+        self.makePool(size=1)
+        refuse = self.pool._refuse
+
+        def broken(call: Any) -> bool:
+            if call.clientId == "bad":
+                raise RuntimeError("a bug")
+            return refuse(call)
+
+        self.pool._refuse = broken  # type: ignore[method-assign]
+        bad, badReq = self.submit(stateless("bad", name="x"))
+        good, _ = self.submit(stateless("good", name="x"))
+        self.assertEqual(badReq.code, 500)
+        self.assertEqual(self.body(bad)["error"]["code"], jsonrpc.INTERNAL_ERROR)
+        [child] = self.live()
+        [call] = self.calls(child)
+        child.answer(call, {})
+        self.assertEqual(self.body(good)["id"], "good")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_serverRequestRefused(self) -> None:
         """
         A stateless child may not ask the client anything over the stream:

@@ -114,26 +114,28 @@ class BridgeApp:
                           host=request.getHeader(b"host"), origin=request.getHeader(b"origin"))
             raise SessionError(status, jsonrpc.INVALID_REQUEST, reason)
 
-    def _checkVersion(self, request: IRequest, negotiated: Optional[str] = None,
-                      id: Any = None) -> None:
+    def _live(self, request: IRequest) -> Optional[Session]:
         """
-        @raise SessionError: 400 for an C{MCP-Protocol-Version} the bridge
-            does not serve (the one negotiated in the session is accepted).
+        The live session a request names, if any.
         """
-        header = request.getHeader(b"mcp-protocol-version")
-        if header is None:
-            return
-        version = header.decode("ascii", "replace")
-        if version not in SESSION_VERSIONS and version != negotiated:
-            raise SessionError(400, jsonrpc.INVALID_REQUEST,
-                               f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
-                               f"supported: {', '.join(SESSION_VERSIONS)}", id=id)
+        header = request.getHeader(b"mcp-session-id")
+        return None if header is None else self.manager.get(header.decode("ascii", "replace"))
+
+    def _isModern(self, request: IRequest, body: Any = None) -> bool:
+        """
+        Whether a request belongs to the stateless era.  A live session id
+        means the session era whatever the version header says, so that
+        session's client hears that its version is wrong.
+        """
+        return self._live(request) is None and modern.isModern(request, body)
 
     def _session(self, request: IRequest) -> Session:
         """
         The session a request names.
 
-        @raise SessionError: 400 without a session id, 404 for an unknown one.
+        @raise SessionError: 400 without a session id, 404 for an unknown one,
+            400 for an C{MCP-Protocol-Version} other than the session's or a
+            session-era one.
         """
         header = request.getHeader(b"mcp-session-id")
         if header is None:
@@ -143,7 +145,13 @@ class BridgeApp:
         if session is None:
             raise SessionError(404, jsonrpc.INVALID_REQUEST,
                                "Session not found: it ended or never existed; initialize again")
-        self._checkVersion(request, session.protocolVersion)
+        header = request.getHeader(b"mcp-protocol-version")
+        version = header.decode("ascii", "replace") if header is not None else None
+        if version is not None and version not in SESSION_VERSIONS \
+                and version != session.protocolVersion:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST,
+                               f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
+                               f"supported: {', '.join(SESSION_VERSIONS)}")
         return session
 
     @app.route("/mcp", methods=["POST"])
@@ -175,7 +183,7 @@ class BridgeApp:
         else:
             messages = [Message(body.strip(), parsed)]
 
-        if modern.isModern(request, parsed):
+        if self._isModern(request, parsed):
             return self._modernPost(request, messages, batch)
         if any(m.method == "initialize" and m.isRequest for m in messages):
             if batch:
@@ -242,9 +250,7 @@ class BridgeApp:
         A session-era POST under C{--stateless}: no session, served by the
         session-era pool.
         """
-        header = request.getHeader(b"mcp-protocol-version")
-        self._checkVersion(request)
-        if batch and header not in (None, b"2025-03-26"):
+        if batch and request.getHeader(b"mcp-protocol-version") not in (None, b"2025-03-26"):
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
         assert self.stateless is not None
@@ -256,19 +262,17 @@ class BridgeApp:
             or of the session era under C{--stateless}: no session has
             streams to open or to end.
         """
-        if self.stateless is not None or modern.isModern(request):
+        if self.stateless is not None or self._isModern(request):
             raise SessionError(405, jsonrpc.INVALID_REQUEST,
                                f"Method Not Allowed: {request.method.decode()} /mcp; "
                                f"stateless requests use POST only")
 
     def _initialize(self, request: IRequest, message: Message) -> Any:
         if self.stateless is not None:
-            self._checkVersion(request, id=message.id)
             connection = Connection(request, self.clock)
             self.stateless.initialize(message, connection)
             return connection.deferred
         try:
-            self._checkVersion(request)
             session = self.manager.create()
         except SessionError as e:
             e.id = message.id

@@ -267,11 +267,17 @@ class RequestValidationTests(BridgeTestCase):
 
     def test_protocolVersion(self) -> None:
         """
-        An unsupported MCP-Protocol-Version is 400; a supported one passes.
+        In a live session an unsupported MCP-Protocol-Version is 400 saying
+        so (the session decides the era, not the header); a supported one
+        passes.
         """
         sid, child = self.open()
-        self.assertStatus(self.post(call(1), sid, headers={"MCP-Protocol-Version": "1999-01-01"}),
-                          400)
+        response, body = self.respond(
+            self.post(call(1), sid, headers={"MCP-Protocol-Version": "1999-01-01"}))
+        self.assertEqual(response.code, 400)
+        error = json.loads(body)["error"]
+        self.assertEqual(error["code"], -32600)
+        self.assertIn("unsupported MCP-Protocol-Version '1999-01-01'", error["message"])
         d = self.post(call(2), sid, headers={"MCP-Protocol-Version": "2025-11-25"})
         child.answer(child.last(), {})
         self.assertStatus(d, 200)

@@ -7,7 +7,9 @@ stdin, and stopping it (and everything it started) for certain.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import shutil
 import signal
 from collections import deque
@@ -50,6 +52,8 @@ SAFE_ENVIRONMENT = (
 #: Never passed to a child: they belong to the bridge's own supervisor.
 _PRIVATE_ENVIRONMENT_PREFIXES = ("LISTEN_",)
 _PRIVATE_ENVIRONMENT = ("NOTIFY_SOCKET",)
+#: The id near the start of a response line, read when the line is too long to parse.
+_RESPONSE_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -287,7 +291,7 @@ class ChildProcess:
         label: str,
         onMessage: Callable[[Message], None],
         onExit: Callable[["ChildProcess"], None],
-        onOversized: Callable[[bytes], None] = lambda head: None,
+        onOversized: Callable[[Any, str], None] = lambda ident, reason: None,
         spawn: Callable[..., IProcessTransport] = spawnGroupLeader,
         killpg: Callable[[int, int], None] = os.killpg,
     ) -> None:
@@ -401,9 +405,21 @@ class ChildProcess:
                                  server=self.server, pid=self.pid)
 
     def oversized(self, head: bytes) -> None:
+        """
+        A line over the size limit was discarded: if the id of the response
+        it held can be read from its first bytes, tell C{onOversized}.
+        """
         self._log(LogLevel.error, "child {server}[{pid}] wrote a message over the {limit} "
                   "byte limit; discarded", limit=self.spec.maxMessageBytes)
-        self.onOversized(head)
+        match = _RESPONSE_ID.search(head)
+        if match is None:
+            return
+        try:
+            ident = json.loads(match.group(1))
+        except ValueError:
+            return
+        self.onOversized(ident, f"the MCP server's response exceeded the bridge's message "
+                                f"size limit of {self.spec.maxMessageBytes} bytes")
 
     def stderrLine(self, line: bytes) -> None:
         text = line.rstrip(b"\r").decode("utf-8", "replace")

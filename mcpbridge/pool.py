@@ -43,8 +43,9 @@ from . import __version__, jsonrpc, modern
 from .child import ChildProcess, ChildStartError, CommandSpec
 from .jsonrpc import Message
 from .logs import logger
-from .sessions import _RESPONSE_ID, SESSION_VERSIONS, SessionError
+from .sessions import SESSION_VERSIONS, SessionError
 from .streams import Connection, Stream, encodeEvent
+from .timing import restartDelay, whenIdle
 
 MODERN = "modern"
 SESSION = "session"
@@ -244,17 +245,8 @@ class ChildPool(Service):
         C{drainTimeout}.  Open subscriptions do not hold it up.
         """
         self.draining = True
-        d: Deferred[None] = Deferred()
         deadline = self.reactor.seconds() + self.config.drainTimeout
-
-        def check() -> None:
-            if self.inFlight() and self.reactor.seconds() < deadline:
-                self.reactor.callLater(0.05, check)
-            else:
-                d.callback(None)
-
-        check()
-        return d
+        return whenIdle(self.reactor, self.inFlight, deadline).addCallback(lambda _: None)
 
     def stopService(self) -> "Deferred[Any]":
         super().stopService()
@@ -459,7 +451,7 @@ class ChildPool(Service):
     def _scheduleFill(self) -> None:
         if not self.accepting or (self._retry is not None and self._retry.active()):
             return
-        delay = 0.0 if not self._failures else min(30.0, 0.5 * 2 ** min(self._failures, 6))
+        delay = restartDelay(self._failures) if self._failures else 0.0
         self._retry = self.reactor.callLater(delay, self._fill)
 
     # Sending to children.
@@ -936,26 +928,18 @@ class ChildPool(Service):
         call.serverRequests.append(ident)
         call.send(Message.fromObject(dict(message.obj, id=ident)))
 
-    def _oversized(self, member: _Member, head: bytes) -> None:
-        match = _RESPONSE_ID.search(head)
-        call = member.calls.get(int(match.group(1))) if match and match.group(1).isdigit() \
-            else None
+    def _oversized(self, member: _Member, ident: Any, reason: str) -> None:
+        call = member.calls.get(ident)
         if call is not None:
-            self._fail(call, 200, jsonrpc.MESSAGE_TOO_LARGE,
-                       f"the MCP server's response exceeded the bridge's message size limit "
-                       f"of {self.command.maxMessageBytes} bytes")
+            self._fail(call, 200, jsonrpc.MESSAGE_TOO_LARGE, reason)
 
     # Periodic work and reporting.
 
     def tick(self) -> None:
-        beat = self.config.heartbeatInterval
-        if beat <= 0:
-            return
         now = self.reactor.seconds()
         for exchange in list(self.exchanges):
-            conn = exchange.stream.connection
-            if conn is not None and conn.open and conn.sse and now - conn.lastWrite >= beat:
-                conn.write(b": keepalive\n\n")
+            if exchange.stream.connection is not None:
+                exchange.stream.connection.keepAlive(now, self.config.heartbeatInterval)
 
     def status(self) -> dict[str, Any]:
         return {

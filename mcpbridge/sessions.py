@@ -22,16 +22,14 @@ Routing rule for a message from the child:
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import secrets
 from collections import deque
 from typing import Any, Callable, Iterable, Optional
 
 import attr
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 
 from . import jsonrpc
@@ -39,6 +37,7 @@ from .child import ChildProcess, ChildStartError, CommandSpec, spawnGroupLeader
 from .jsonrpc import Message
 from .logs import logger
 from .streams import PRIMING_VERSIONS, Connection, EventHistory, Stream, encodeEvent, eventId
+from .timing import restartDelay, whenIdle
 
 #: Protocol versions of the session era that the bridge serves.
 SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
@@ -46,8 +45,6 @@ SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 DEFAULT_VERSION = "2025-03-26"
 
 _SESSION_WIDE = ("notifications/resources/updated",)
-#: The id near the start of a response line, read when the line is too long to parse.
-_RESPONSE_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
 
 
 def isSessionWide(method: Optional[str]) -> bool:
@@ -438,23 +435,13 @@ class Session:
         self.log.info("session {session} started (protocol {version}, pid {pid})",
                       session=self.id, version=self.protocolVersion, pid=self.child.pid)
 
-    def childOversized(self, head: bytes) -> None:
+    def childOversized(self, ident: Any, reason: str) -> None:
         """
-        The child wrote a message over the size limit: fail the request it
-        answered, if its id can be read from the start of the line.
+        The child's answer to request C{ident} was over the size limit.
         """
-        match = _RESPONSE_ID.search(head)
-        if match is None:
-            return
-        try:
-            ident = json.loads(match.group(1))
-        except ValueError:
-            return
         pending = self.pending.get(ident)
         if pending is not None:
-            self._fail(pending, 200, jsonrpc.MESSAGE_TOO_LARGE,
-                       f"the MCP server's response exceeded the bridge's message size "
-                       f"limit of {self.child.spec.maxMessageBytes} bytes")
+            self._fail(pending, 200, jsonrpc.MESSAGE_TOO_LARGE, reason)
 
     def childExited(self, child: ChildProcess) -> None:
         if self.state == "closed":
@@ -517,9 +504,7 @@ class SessionManager(Service):
         self._ticker: Optional[LoopingCall] = None
         self.spares: list[ChildProcess] = []
         self.draining = False
-        self._drainDone = False
         self._drainDeadline = 0.0
-        self._drainWaiters: list[Deferred[None]] = []
         self._spareTimer: Any = None
         self._spareFailures = 0
 
@@ -550,24 +535,14 @@ class SessionManager(Service):
             if self._inFlight():
                 self.log.info("draining {count} request(s) in flight (at most {timeout} s)",
                               count=self._inFlight(), timeout=self.config.drainTimeout)
-            self._checkDrained()
-        if self._drainDone:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._drainWaiters.append(d)
-        return d
+            whenIdle(self.reactor, self._inFlight, self._drainDeadline).addCallback(
+                self._drainEnded)
+        return whenIdle(self.reactor, self._inFlight, self._drainDeadline).addCallback(
+            lambda _: None)
 
-    def _checkDrained(self) -> None:
-        left = self._inFlight()
-        if left and self.reactor.seconds() < self._drainDeadline:
-            self.reactor.callLater(0.05, self._checkDrained)
-            return
+    def _drainEnded(self, left: int) -> None:
         if left:
             self.log.warn("drain timeout: {count} request(s) still in flight", count=left)
-        self._drainDone = True
-        waiters, self._drainWaiters = self._drainWaiters, []
-        for d in waiters:
-            d.callback(None)
 
     def stopService(self) -> "Deferred[Any]":
         """
@@ -623,7 +598,7 @@ class SessionManager(Service):
 
     def _retrySpares(self) -> None:
         self._spareFailures += 1
-        delay = min(30.0, 0.5 * 2 ** min(self._spareFailures, 6))
+        delay = restartDelay(self._spareFailures)
         if self.running and (self._spareTimer is None or not self._spareTimer.active()):
             self._spareTimer = self.reactor.callLater(delay, self._fillSpares)
 
@@ -724,10 +699,8 @@ class SessionManager(Service):
             if idleTimeout > 0 and session.idle and now - session.lastActivity >= idleTimeout:
                 self.end(session, f"idle for {idleTimeout:g} s")
                 continue
-            if beat > 0:
-                for conn in session.liveConnections():
-                    if conn.sse and now - conn.lastWrite >= beat:
-                        conn.write(b": keepalive\n\n")
+            for conn in session.liveConnections():
+                conn.keepAlive(now, beat)
 
     def status(self) -> dict[str, Any]:
         """

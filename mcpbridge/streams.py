@@ -163,6 +163,14 @@ class Connection:
             self.lastWrite = self._clock.seconds()
             self.request.write(data)
 
+    def keepAlive(self, now: float, interval: float) -> None:
+        """
+        Write an SSE comment when the stream has been quiet for C{interval}
+        seconds (0: never), so proxies and clients keep it open.
+        """
+        if interval > 0 and self.open and self.sse and now - self.lastWrite >= interval:
+            self.write(b": keepalive\n\n")
+
     def close(self) -> None:
         """
         End the response (an SSE stream ends here).

@@ -35,10 +35,10 @@ class ChildTestCase(SynchronousTestCase):
         self.spawner = FakeSpawner()
         self.messages: list[Message] = []
         self.exits: list[ChildProcess] = []
-        self.oversized: list[bytes] = []
+        self.oversized: list[tuple[Any, str]] = []
         command = CommandSpec(argv=("/bin/sh", "-c", "x"), env={"PATH": "/bin"}, **spec)
         child = ChildProcess(command, self.clock, "test", self.messages.append,
-                             self.exits.append, self.oversized.append,
+                             self.exits.append, lambda *a: self.oversized.append(a),
                              spawn=self.spawner, killpg=self.spawner.killpg)
         child.start()
         return child
@@ -107,15 +107,17 @@ class FramingTests(ChildTestCase):
     def test_oversizedDiscarded(self) -> None:
         """
         A line over the limit is discarded up to its newline and reported
-        with its first bytes; the following message is read normally.
+        with the id read from its first bytes and the limit; the following
+        message is read normally.
         """
         self.makeChild(maxMessageBytes=1000)
         fake = self.spawner.last
         fake.send(b'{"jsonrpc":"2.0","id":5,"result":"' + b"y" * 600)
         fake.send(b"y" * 600)
         fake.send(b"y" * 600 + b'"}\n{"jsonrpc":"2.0","id":6,"result":1}\n')
-        self.assertEqual(len(self.oversized), 1)
-        self.assertTrue(self.oversized[0].startswith(b'{"jsonrpc":"2.0","id":5'))
+        self.assertEqual(self.oversized, [
+            (5, "the MCP server's response exceeded the bridge's message size limit of "
+                "1000 bytes")])
         self.assertEqual([m.id for m in self.messages], [6])
 
     def test_stderrLogged(self) -> None:

@@ -12,6 +12,7 @@ import json
 import signal
 from typing import Any, Optional
 
+import treq
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
@@ -166,7 +167,7 @@ class FakeSpawner:
             raise self.failWith
         self._nextPid += 1
         transport = FakeProcessTransport(self._nextPid)
-        protocol.makeConnection(transport)  # type: ignore[arg-type]
+        protocol.makeConnection(transport)
         self.children.append(FakeChild(protocol, transport, executable, args, dict(env), path))
         return transport
 
@@ -186,6 +187,64 @@ class FakeSpawner:
     @property
     def last(self) -> FakeChild:
         return self.children[-1]
+
+
+class StubHTTP:
+    """
+    Reading answers of requests made with a StubTreq C{self.http}, for a
+    trial TestCase.
+    """
+
+    http: Any
+
+    def respond(self, d: Any) -> tuple[Any, bytes]:
+        """
+        The finished response of a request and its whole body.
+        """
+        self.http.flush()
+        response = self.successResultOf(d)  # type: ignore[attr-defined]
+        body = self.successResultOf(response.content())  # type: ignore[attr-defined]
+        return response, body
+
+    def stream(self, d: Any) -> tuple[Any, list[bytes], Any]:
+        """
+        A response whose body is still arriving: the chunks so far, and a
+        Deferred that fires when it ends.
+        """
+        self.http.flush()
+        response = self.successResultOf(d)  # type: ignore[attr-defined]
+        chunks: list[bytes] = []
+        done = treq.collect(response, chunks.append)
+        self.http.flush()
+        return response, chunks, done
+
+
+def parseSSE(data: bytes) -> list[dict[str, Any]]:
+    """
+    Split an SSE body into events: dicts with C{id}, C{data} (parsed JSON or
+    raw text), C{retry}; comments are returned as C{{"comment": ...}}.
+    """
+    events = []
+    for block in data.split(b"\n\n"):
+        if not block.strip():
+            continue
+        event: dict[str, Any] = {}
+        datalines = []
+        for line in block.split(b"\n"):
+            if line.startswith(b":"):
+                event["comment"] = line[1:].strip().decode()
+            else:
+                field, _, value = line.partition(b":")
+                value = value[1:] if value.startswith(b" ") else value
+                if field == b"data":
+                    datalines.append(value)
+                else:
+                    event[field.decode()] = value.decode()
+        if datalines:
+            text = b"\n".join(datalines)
+            event["data"] = json.loads(text) if text.strip() else ""
+        events.append(event)
+    return events
 
 
 def makeManager(config: Optional[SessionConfig] = None, **spec: Any

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-import treq
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -24,8 +23,7 @@ from mcpbridge.jsonrpc import Message
 from mcpbridge.pool import MODERN, SESSION, ChildPool, PoolConfig
 from mcpbridge.web import BridgeApp
 
-from .fakes import FakeChild, makeManager
-from .test_web import parseSSE
+from .fakes import FakeChild, StubHTTP, makeManager, parseSSE
 
 URL = "http://127.0.0.1:3000/mcp"
 ACCEPT = "application/json, text/event-stream"
@@ -107,7 +105,7 @@ def message(obj: dict[str, Any]) -> Message:
     return Message.fromObject(obj)
 
 
-class HTTPCase(SynchronousTestCase):
+class HTTPCase(StubHTTP, SynchronousTestCase):
     """
     Requests over StubTreq to C{self.app}, which subclasses build.
     """
@@ -134,27 +132,6 @@ class HTTPCase(SynchronousTestCase):
     def post(self, body: Any, headers: Optional[dict[str, Any]] = None,
              routing: bool = True) -> "Deferred[Any]":
         return self.request("POST", body, headers, routing=routing)
-
-    def respond(self, d: "Deferred[Any]") -> tuple[Any, bytes]:
-        """
-        The finished response of a request, and its whole body.
-        """
-        self.http.flush()
-        response = self.successResultOf(d)
-        body = self.successResultOf(response.content())
-        return response, body
-
-    def stream(self, d: "Deferred[Any]") -> tuple[Any, list[bytes], "Deferred[Any]"]:
-        """
-        A response whose body is still arriving: the chunks so far, and a
-        Deferred that fires when it ends.
-        """
-        self.http.flush()
-        response = self.successResultOf(d)
-        chunks: list[bytes] = []
-        done = treq.collect(response, chunks.append)
-        self.http.flush()
-        return response, chunks, done
 
     def assertError(self, d: "Deferred[Any]", status: int, code: int,
                     id: Any) -> dict[str, Any]:

@@ -282,11 +282,14 @@ class RewritingTests(PoolTestCase):
         [child] = self.live()
         [call] = self.calls(child)
         payload = "x" * 100_000
-        raw = b'{"jsonrpc":"2.0","id":%d,"result":{"text":"%s"}}\n' % (call["id"],
-                                                                   payload.encode())
+        # Spacing no serialiser of the bridge's would write: only the bytes
+        # as sent can come back like this.
+        raw = b'{"jsonrpc": "2.0", "id": %d, "result": {"text" : "%s"}}\n' % (
+            call["id"], payload.encode())
         child.send(raw)
         body: Any = self.successResultOf(connection.deferred)
-        self.assertEqual(body, raw.strip().replace(b'"id":%d' % call["id"], b'"id":"big"', 1))
+        self.assertEqual(body, raw.strip().replace(b'"id": %d' % call["id"], b'"id": "big"', 1))
+        self.assertEqual(json.loads(body)["result"]["text"], payload)
 
 
 class FailureTests(PoolTestCase):

@@ -10,7 +10,6 @@ import json
 from typing import Any, Optional
 
 import attr
-import treq
 from treq.testing import StubTreq
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -21,38 +20,12 @@ from mcpbridge.pool import MODERN, ChildPool, PoolConfig
 from mcpbridge.sessions import SessionConfig
 from mcpbridge.web import BridgeApp
 
-from .fakes import FakeChild, makeManager
+from .fakes import FakeChild, StubHTTP, makeManager, parseSSE
 
 URL = "http://127.0.0.1:3000/mcp"
 ACCEPT = "application/json, text/event-stream"
 
 
-def parseSSE(data: bytes) -> list[dict[str, Any]]:
-    """
-    Split an SSE body into events: dicts with C{id}, C{data} (parsed JSON or
-    raw text), C{retry}; comments are returned as C{{"comment": ...}}.
-    """
-    events = []
-    for block in data.split(b"\n\n"):
-        if not block.strip():
-            continue
-        event: dict[str, Any] = {}
-        datalines = []
-        for line in block.split(b"\n"):
-            if line.startswith(b":"):
-                event["comment"] = line[1:].strip().decode()
-            else:
-                field, _, value = line.partition(b":")
-                value = value[1:] if value.startswith(b" ") else value
-                if field == b"data":
-                    datalines.append(value)
-                else:
-                    event[field.decode()] = value.decode()
-        if datalines:
-            text = b"\n".join(datalines)
-            event["data"] = json.loads(text) if text.strip() else ""
-        events.append(event)
-    return events
 
 
 def initializeRequest(id: Any = 0, version: str = "2025-11-25") -> dict[str, Any]:
@@ -68,7 +41,7 @@ def call(id: Any, name: str = "echo", meta: Optional[dict[str, Any]] = None) -> 
     return {"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}
 
 
-class BridgeTestCase(SynchronousTestCase):
+class BridgeTestCase(StubHTTP, SynchronousTestCase):
     config = SessionConfig()
 
     def setUp(self) -> None:
@@ -91,27 +64,6 @@ class BridgeTestCase(SynchronousTestCase):
 
     def post(self, body: Any, session: Optional[str] = None, **kw: Any) -> Any:
         return self.request("POST", body, session, **kw)
-
-    def respond(self, d: Any) -> tuple[Any, bytes]:
-        """
-        The finished response of a request and its whole body.
-        """
-        self.http.flush()
-        response = self.successResultOf(d)
-        body = self.successResultOf(response.content())
-        return response, body
-
-    def stream(self, d: Any) -> tuple[Any, list[bytes], Any]:
-        """
-        A response whose body is still arriving: the chunks so far, and a
-        Deferred that fires when it ends.
-        """
-        self.http.flush()
-        response = self.successResultOf(d)
-        chunks: list[bytes] = []
-        done = treq.collect(response, chunks.append)
-        self.http.flush()
-        return response, chunks, done
 
     def open(self, version: str = "2025-11-25") -> tuple[str, FakeChild]:
         """
@@ -458,7 +410,7 @@ class MessageFlowTests(BridgeTestCase):
         response, body = self.respond(d)
         self.assertEqual(response.code, 200)
         child.answer(call(1), "late")  # dropped, no error
-        self.assertEqual(self.manager.get(sid).pending, {})
+        self.assertEqual(self.manager.sessions[sid].pending, {})
 
 
 class GetStreamTests(BridgeTestCase):
@@ -679,6 +631,7 @@ class ResumptionTests(BridgeTestCase):
         child.send(self.progress(1))
         response, chunks, done = self.stream(d)
         session = self.manager.get(sid)
+        assert session is not None
         stream = next(s for s in session.streams.values() if 1 in s.outstanding)
         self.dropConnection(stream.connection)
         return parseSSE(b"".join(chunks))
@@ -753,7 +706,7 @@ class ResumptionTests(BridgeTestCase):
         child.send(changed)
         self.http.flush()
         seen = parseSSE(b"".join(chunks))
-        self.dropConnection(self.manager.get(sid).getStream.connection)
+        self.dropConnection(self.manager.sessions[sid].getStream.connection)
         self.cutPostStream(sid, child)
         child.answer(call(1), "x")
         child.send({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"})

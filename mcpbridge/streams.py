@@ -1,5 +1,5 @@
 """
-Response streams of a session.
+Response streams, of a session or of one stateless exchange (their owner).
 
 A L{Stream} is where the messages for one POST (or for the session's GET
 stream) go.  A POST stream starts undecided: if the first message for it is
@@ -7,9 +7,10 @@ the response it waits for, that response goes back as one C{application/json}
 body; if anything else comes first, the stream switches to
 C{text/event-stream} and carries every message up to the response.
 
-Every SSE event has an id C{"<stream>.<seq>"}: unique in the session and
-naming its stream, so a client that lost the connection can resume that
-stream (and only that one) from the session's L{EventHistory}.
+In a session every SSE event has an id C{"<stream>.<seq>"}: unique in the
+session and naming its stream, so a client that lost the connection can
+resume that stream (and only that one) from the session's L{EventHistory}.
+A stateless stream's events carry no id: nothing resumes it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Connection:
     """
 
     __slots__ = ("request", "deferred", "open", "sse", "stream", "lastWrite",
-                 "headers", "_clock", "session", "_producing")
+                 "headers", "_clock", "owner", "_producing")
 
     def __init__(self, request: IRequest, clock: Any) -> None:
         # A twisted.web Request: also an IConsumer, which IRequest does not say.
@@ -104,26 +105,26 @@ class Connection:
         self.headers: dict[bytes, bytes] = {}
         self._clock = clock
         self.lastWrite = clock.seconds()
-        self.session: Optional[StreamOwner] = None
+        self.owner: Optional[StreamOwner] = None
         self._producing = False
 
     def _cancelled(self, d: "Deferred[bytes]") -> None:
         if self.open:
             self.open = False
-            if self.session is not None:
-                self.session.resumeFor(self)
+            if self.owner is not None:
+                self.owner.resumeFor(self)
             if self.stream is not None:
                 self.stream.connectionLost(self)
 
     # IPushProducer, for back-pressure from the client's socket.
 
     def pauseProducing(self) -> None:
-        if self.open and self.session is not None:
-            self.session.pauseFor(self)
+        if self.open and self.owner is not None:
+            self.owner.pauseFor(self)
 
     def resumeProducing(self) -> None:
-        if self.session is not None:
-            self.session.resumeFor(self)
+        if self.owner is not None:
+            self.owner.resumeFor(self)
 
     def stopProducing(self) -> None:
         self.resumeProducing()
@@ -180,8 +181,8 @@ class Connection:
             if self._producing:
                 self._producing = False
                 self.request.unregisterProducer()
-            if self.session is not None:
-                self.session.resumeFor(self)
+            if self.owner is not None:
+                self.owner.resumeFor(self)
             self.deferred.callback(b"")
 
 
@@ -222,10 +223,10 @@ class Stream:
         is away.
     """
 
-    def __init__(self, session: StreamOwner, number: int,
+    def __init__(self, owner: StreamOwner, number: int,
                  connection: Optional[Connection], outstanding: Iterable[Any] = (),
                  batch: bool = False) -> None:
-        self.session = session
+        self.owner = owner
         self.number = number
         self.outstanding = set(outstanding)
         self.batch = batch
@@ -248,12 +249,12 @@ class Stream:
             old.close()
         self.connection = connection
         connection.stream = self
-        connection.session = self.session
+        connection.owner = self.owner
 
     def connectionLost(self, connection: Connection) -> None:
         if self.connection is connection:
             self.connection = None
-            self.session.streamDisconnected(self)
+            self.owner.streamDisconnected(self)
 
     @property
     def live(self) -> bool:
@@ -336,13 +337,13 @@ class Stream:
         conn = self.connection
         if conn is not None and conn.open:
             conn.startSSE()
-            conn.write(self.session.primingEvent(self.number))
+            conn.write(self.owner.primingEvent(self.number))
         for raw in self._buffered:
             self._event(raw)
         self._buffered = []
 
     def _event(self, data: bytes) -> None:
-        event = self.session.event(self.number, data)
+        event = self.owner.event(self.number, data)
         conn = self.connection
         if conn is not None and conn.open:
             conn.write(event)

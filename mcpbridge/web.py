@@ -239,7 +239,9 @@ class BridgeApp:
         modern.checkRequest(request, message)
         connection = Connection(request, self.clock)
         try:
-            self.pool.submit([message], connection, False, modern.paramHeaders(request))
+            # Only a tools/call can have Mcp-Param-* headers to check.
+            params = modern.paramHeaders(request) if message.method == "tools/call" else None
+            self.pool.submit([message], connection, False, params)
         except SessionError as e:
             e.id = message.id
             raise

@@ -307,7 +307,8 @@ class ChildPool(Service):
                            "capabilities": _RELAYED_CAPABILITIES,
                            "clientInfo": _CLIENT_INFO}})
         call = _Call(message, None, lambda answer: self._greeted(member, answer))
-        self._send(member, call, self.config.startupTimeout)
+        self._startTimer(call, self.config.startupTimeout)
+        self._send(member, call)
 
     def _own(self, method: str, params: dict[str, Any]) -> Message:
         """
@@ -378,7 +379,9 @@ class ChildPool(Service):
             self._retire(member)
             self._pump()
 
-        self._send(member, _Call(hello, None, learnt), self.config.startupTimeout)
+        call = _Call(hello, None, learnt)
+        self._startTimer(call, self.config.startupTimeout)
+        self._send(member, call)
 
     def _ready(self, member: _Member) -> None:
         member.state = "ready"
@@ -456,7 +459,11 @@ class ChildPool(Service):
 
     # Sending to children.
 
-    def _send(self, member: _Member, call: _Call, timeout: float) -> None:
+    def _startTimer(self, call: _Call, timeout: float) -> None:
+        if timeout > 0:
+            call.timer = self.reactor.callLater(timeout, self._timedOut, call, timeout)
+
+    def _send(self, member: _Member, call: _Call) -> None:
         """
         Give C{call} to C{member}, under a new id of the bridge's.
         """
@@ -473,8 +480,6 @@ class ChildPool(Service):
             params = dict(obj["params"])
             params["_meta"] = dict(params["_meta"], progressToken=ident)
             obj["params"] = params
-        if timeout > 0 and call.timer is None:
-            call.timer = self.reactor.callLater(timeout, self._timedOut, call, timeout)
         member.child.send(Message.fromObject(obj))
 
     def _release(self, call: _Call) -> None:
@@ -494,10 +499,8 @@ class ChildPool(Service):
         for ident in call.serverRequests:
             self.serverRequests.pop(ident, None)
         self.listens.discard(call)
-        try:
+        if not call.legs and call in self.waiting:  # never sent: it may still wait
             self.waiting.remove(call)
-        except ValueError:
-            pass
         if call.exchange is not None:
             call.exchange.calls.pop(call.clientId, None)
 
@@ -578,10 +581,8 @@ class ChildPool(Service):
         for m in requests:
             call = _Call(m, exchange, paramHeaders=paramHeaders)
             exchange.calls[m.id] = call
-            if self.config.requestTimeout > 0 and not call.listen:
-                call.timer = self.reactor.callLater(self.config.requestTimeout,
-                                                    self._timedOut, call,
-                                                    self.config.requestTimeout)
+            if not call.listen:
+                self._startTimer(call, self.config.requestTimeout)
             self.waiting.append(call)
         self._pump()
         return exchange.stream
@@ -669,6 +670,9 @@ class ChildPool(Service):
                 self._pumpAgain = False
                 while self.waiting:
                     call = self.waiting[0]
+                    if call.done:  # cancelled while it waited for the tool schemas
+                        self.waiting.popleft()
+                        continue
                     try:
                         admitted = self._admit(call)
                     except Exception:
@@ -716,7 +720,7 @@ class ChildPool(Service):
         chosen = self._choose(call)
         if chosen is None:
             return False
-        self._send(chosen, call, 0)
+        self._send(chosen, call)
         return True
 
     def _refuse(self, call: _Call) -> bool:
@@ -816,7 +820,7 @@ class ChildPool(Service):
 
     def _attach(self, listen: _Call, member: _Member) -> None:
         if member not in listen.legs and member.state == "ready":
-            self._send(member, listen, 0)
+            self._send(member, listen)
 
     def _listenNotification(self, listen: _Call, member: _Member, message: Message) -> None:
         method = message.method

@@ -492,6 +492,23 @@ class CancellationTests(PoolTestCase):
         self.assertEqual(len(self.pool.waiting), 0)
 
 
+    def test_cancelledWhileSchemasLoad(self) -> None:
+        """
+        A tool call that waits for the tool schemas (to check its
+        Mcp-Param-* headers) and whose client leaves meanwhile never
+        reaches a child.
+        """
+        self.makePool(size=1)
+        [child] = self.live()
+        connection, _ = self.submit(stateless(1, name="x", arguments={"a": 1}))
+        self.assertEqual(len(self.calls(child, "tools/list")), 1)
+        connection.deferred.addErrback(lambda f: None)
+        connection.deferred.cancel()
+        self.answerTools()
+        self.assertEqual(self.calls(child), [])
+        self.assertEqual(len(self.pool.waiting), 0)
+
+
 class CapacityTests(PoolTestCase):
     def test_queueAndLimit(self) -> None:
         """

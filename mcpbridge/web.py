@@ -2,11 +2,12 @@
 The HTTP face of the bridge: MCP Streamable HTTP on C{/mcp} (POST, GET,
 DELETE) and C{GET /health}, as a Klein application on a class.
 
-Each request is served in one of two eras, decided per request: one whose
-C{MCP-Protocol-Version} is a session-era version (or absent, unless the body
-carries the stateless C{_meta} envelope) belongs to the session era, and
-goes to its session's child (or, with C{--stateless}, to the session-era
-pool); any other belongs to the stateless era and goes to the modern pool.
+Each request is served in one of two eras, decided per request: one that
+names a live session, or whose C{MCP-Protocol-Version} is a session-era
+version (or absent, unless the body carries the stateless C{_meta}
+envelope), belongs to the session era, and goes to its session's child (or,
+with C{--stateless}, to the session-era pool); any other belongs to the
+stateless era and goes to the modern pool.
 """
 
 from __future__ import annotations

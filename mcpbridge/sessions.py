@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections import deque
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 import attr
 from twisted.application.service import Service
@@ -38,6 +38,9 @@ from .jsonrpc import Message
 from .logs import logger
 from .streams import PRIMING_VERSIONS, Connection, EventHistory, Stream, encodeEvent, eventId
 from .timing import restartDelay, whenIdle
+
+if TYPE_CHECKING:
+    from .legacy import LegacySession
 
 #: Protocol versions of the session era that the bridge serves.
 SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
@@ -495,8 +498,10 @@ class SessionManager(Service):
         self.spawn = spawn
         self.killpg = killpg if killpg is not None else os.killpg
         self.sessions: dict[str, Session] = {}
+        #: Sessions of the HTTP+SSE transport, by id.
+        self.legacy: dict[str, LegacySession] = {}
         self.starting: set[Session] = set()
-        self.closing: set[Session] = set()
+        self.closing: set[Union[Session, LegacySession]] = set()
         self.started = reactor.seconds()
         self.lastError: Optional[str] = None
         #: Whether the last attempt to start a session worked (None: none yet).
@@ -559,7 +564,8 @@ class SessionManager(Service):
         def endAll(_: Any) -> "Deferred[Any]":
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
-            everyone = list(self.sessions.values()) + list(self.starting)
+            everyone: list[Union[Session, LegacySession]] = [
+                *self.sessions.values(), *self.starting, *self.legacy.values()]
             ends = [s.terminate("the bridge is shutting down") for s in everyone]
             ends += [s.child.whenFinished() for s in list(self.closing)]
             return DeferredList(ends + ds)
@@ -567,7 +573,23 @@ class SessionManager(Service):
         return d.addCallback(endAll)
 
     def _inFlight(self) -> int:
-        return sum(len(s.pending) for s in self.sessions.values()) + len(self.starting)
+        return (sum(len(s.pending) for s in self.sessions.values()) + len(self.starting)
+                + sum(len(s.pending) for s in self.legacy.values()))
+
+    def reconfigure(self, command: CommandSpec, config: SessionConfig) -> None:
+        """
+        Run new sessions with C{command} and C{config}; the sessions that
+        exist keep their children and their settings.  Spares of the old
+        command are stopped and replaced.
+        """
+        self.command = command
+        self.config = config
+        spares, self.spares = self.spares, []
+        for child in spares:
+            child.stop()
+        self._spareFailures = 0
+        if self.running:
+            self._fillSpares()
 
     # Children and warm spares.
 
@@ -591,7 +613,7 @@ class SessionManager(Service):
             try:
                 child.start()
             except ChildStartError as e:
-                self._startFailed(f"cannot start a spare child: {e}")
+                self.startFailed(f"cannot start a spare child: {e}")
                 self._retrySpares()
                 return
             self.spares.append(child)
@@ -609,7 +631,7 @@ class SessionManager(Service):
     def _spareExited(self, child: ChildProcess) -> None:
         if child in self.spares:
             self.spares.remove(child)
-            self._startFailed(f"a spare child {child.exitDescription} before use")
+            self.startFailed(f"a spare child {child.exitDescription} before use")
             self._retrySpares()
 
     def _takeSpare(self) -> Optional[ChildProcess]:
@@ -626,16 +648,16 @@ class SessionManager(Service):
     def get(self, sessionId: str) -> Optional[Session]:
         return self.sessions.get(sessionId)
 
+    def getLegacy(self, sessionId: str) -> Optional[LegacySession]:
+        return self.legacy.get(sessionId)
+
     @property
     def count(self) -> int:
-        return len(self.sessions) + len(self.starting)
+        return len(self.sessions) + len(self.starting) + len(self.legacy)
 
-    def create(self) -> Session:
+    def _admit(self) -> None:
         """
-        Start a new session and its child.
-
-        @raise SessionError: 503 when the session limit is reached, 502 when
-            the child cannot be started.
+        @raise SessionError: 503 while draining or at the session limit.
         """
         if not self.accepting:
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
@@ -644,23 +666,63 @@ class SessionManager(Service):
             raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
                                f"too many sessions (limit {self.config.maxSessions})",
                                retryAfter=5)
+
+    def create(self) -> Session:
+        """
+        Start a new session and its child.
+
+        @raise SessionError: 503 when the session limit is reached, 502 when
+            the child cannot be started.
+        """
+        self._admit()
         session = Session(self, secrets.token_hex(16), self._takeSpare())
         try:
             session.start()
         except ChildStartError as e:
-            self._startFailed(f"cannot start a session: {e}")
+            self.startFailed(f"cannot start a session: {e}")
             raise SessionError(502, jsonrpc.SERVER_UNAVAILABLE,
                                f"The MCP server could not be started: {e}") from e
         self.starting.add(session)
         return session
 
+    def createLegacy(self, messagesPath: bytes) -> LegacySession:
+        """
+        Start a session of the HTTP+SSE transport and its child; it is
+        live at once (the client initializes it over the stream).
+
+        @param messagesPath: where its client POSTs messages.
+        @raise SessionError: 503 when the session limit is reached, 502 when
+            the child cannot be started.
+        """
+        from .legacy import LegacySession
+
+        self._admit()
+        sessionId = secrets.token_hex(16)
+        child = self._takeSpare() or self.newChild(sessionId)
+        session = LegacySession(self, sessionId, child, messagesPath)
+        if child.state == "new":
+            try:
+                child.start()
+            except ChildStartError as e:
+                self.startFailed(f"cannot start an SSE session: {e}")
+                raise SessionError(502, jsonrpc.SERVER_UNAVAILABLE,
+                                   f"The MCP server could not be started: {e}") from e
+        self.legacy[sessionId] = session
+        return session
+
     def register(self, session: Session) -> None:
-        self.lastStartOk = True
-        self._spareFailures = 0
+        self.startedOk()
         self.starting.discard(session)
         self.sessions[session.id] = session
 
-    def _startFailed(self, reason: str) -> None:
+    def startedOk(self) -> None:
+        """
+        A child answered C{initialize}: the server starts.
+        """
+        self.lastStartOk = True
+        self._spareFailures = 0
+
+    def startFailed(self, reason: str) -> None:
         """
         Remember that a child could not be started (C{/health} says so).
         """
@@ -668,7 +730,7 @@ class SessionManager(Service):
         self.lastStartOk = False
         self.log.error("{reason}", reason=reason)
 
-    def end(self, session: Session, reason: str) -> "Deferred[None]":
+    def end(self, session: Union[Session, LegacySession], reason: str) -> "Deferred[None]":
         """
         End a session (DELETE, idle timeout, its child's exit, a failed
         start) and stop its child.  One that ends before it was ready is a
@@ -678,9 +740,11 @@ class SessionManager(Service):
         """
         if session in self.starting:
             self.starting.discard(session)
-            self._startFailed(f"a session failed to start: {reason}")
+            self.startFailed(f"a session failed to start: {reason}")
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+        if self.legacy.get(session.id) is session:
+            del self.legacy[session.id]
         self.closing.add(session)
         d = session.terminate(reason)
         d.addBoth(lambda _: self.closing.discard(session))
@@ -701,6 +765,9 @@ class SessionManager(Service):
                 continue
             for conn in session.liveConnections():
                 conn.keepAlive(now, beat)
+        for legacy in list(self.legacy.values()):
+            for conn in legacy.liveConnections():
+                conn.keepAlive(now, beat)
 
     def status(self) -> dict[str, Any]:
         """
@@ -709,9 +776,14 @@ class SessionManager(Service):
         children = []
         for s in list(self.sessions.values()) + list(self.starting):
             children.append({"session": s.id[:8], "pid": s.child.pid, "state": s.child.state,
-                             "session_state": s.state})
+                             "session_state": s.state, "transport": "streamable-http"})
+        for legacy in self.legacy.values():
+            children.append({"session": legacy.id[:8], "pid": legacy.child.pid,
+                             "state": legacy.child.state, "session_state": legacy.state,
+                             "transport": "sse"})
         return {
             "sessions": len(self.sessions),
+            "sse_sessions": len(self.legacy),
             "starting": len(self.starting),
             "closing": len(self.closing),
             "spares": len(self.spares),

@@ -6,7 +6,9 @@ The twistd plugin: command-line options and the service they build.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import os
+import sys
+from typing import Any, Callable, NoReturn, Optional
 
 from twisted.application import strports
 from twisted.application.service import IService
@@ -15,11 +17,24 @@ from twisted.web.server import Site
 
 from . import __version__
 from .child import ChildStartError, CommandSpec, buildEnvironment
+from .config import (
+    GLOBAL_OPTIONS,
+    SERVER_OPTIONS,
+    Config,
+    ConfigError,
+    ServerEntry,
+    loadConfig,
+    nonNegative,
+    optionsFromEnvironment,
+    parseNamedServer,
+    size,
+)
 from .guard import OriginGuard
-from .logs import LEVELS, logger, setLogLevel
-from .pool import MODERN, SESSION, ChildPool, PoolConfig
+from .logs import FORMATS, LEVELS, logger, makeObserver, setLogLevel
+from .pool import PoolConfig
+from .servers import BridgedServer, ServerSpec, prefixOf
 from .service import BridgeService
-from .sessions import SessionConfig, SessionManager
+from .sessions import SessionConfig
 from .web import BridgeApp
 
 DEFAULT_PORT = "tcp:3000:interface=127.0.0.1"
@@ -27,34 +42,30 @@ DEFAULT_PORT = "tcp:3000:interface=127.0.0.1"
 log = logger("mcpbridge.tap")
 
 
-def _positive(kind: type) -> Any:
-    def coerce(value: str) -> Any:
-        number = kind(value)
-        if number < 0:
-            raise ValueError(f"must not be negative: {value}")
-        return number
-
-    coerce.coerceDoc = "Must not be negative."  # type: ignore[attr-defined]
-    return coerce
-
-
-def _size(value: str) -> int:
+def _coercer(coerce: Callable[[Any], Any], doc: str) -> Callable[[str], Any]:
     """
-    A byte count, with an optional K, M or G suffix (powers of 1024).
+    A usage.Options coercer from one of L{config}'s.
     """
-    text = value.strip().upper().removesuffix("B").removesuffix("I")
-    factor = 1
-    for suffix, f in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
-        if text.endswith(suffix):
-            text, factor = text[:-1], f
-            break
-    number = int(float(text) * factor)
-    if number <= 0:
-        raise ValueError(f"must be a positive size: {value}")
-    return number
+    def coerceOption(value: str) -> Any:
+        return coerce(value)
+
+    coerceOption.coerceDoc = doc  # type: ignore[attr-defined]
+    return coerceOption
 
 
-_size.coerceDoc = "Bytes; K, M and G suffixes allowed."  # type: ignore[attr-defined]
+_nonNegativeFloat = _coercer(nonNegative(float), "Must not be negative.")
+_nonNegativeInt = _coercer(nonNegative(int), "Must not be negative.")
+_size = _coercer(size, "Bytes; K, M and G suffixes allowed.")
+
+
+def _fail(problem: str) -> NoReturn:
+    """
+    Stop with one clear line and exit status 2: a configuration (file or
+    environment) that cannot be used.
+    """
+    sys.stderr.write(f"mcpbridge: {problem}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
 
 
 class Options(usage.Options):
@@ -79,48 +90,61 @@ class Options(usage.Options):
     optParameters = [
         ["idle-timeout", None, 300.0,
          "Seconds a session may stay idle (no request, no open stream) before it "
-         "and its child end; 0 never.", _positive(float)],
+         "and its child end; 0 never.", _nonNegativeFloat],
         ["request-timeout", None, 600.0,
          "Seconds a request may wait for the child's answer; progress "
-         "notifications restart the clock; 0 never.", _positive(float)],
+         "notifications restart the clock; 0 never.", _nonNegativeFloat],
         ["startup-timeout", None, 30.0,
-         "Seconds a new child has to answer initialize.", _positive(float)],
+         "Seconds a new child has to answer initialize.", _nonNegativeFloat],
         ["max-sessions", None, 100,
-         "Most sessions (children) at once; more get 503; 0 unlimited.", _positive(int)],
+         "Most sessions (children) at once; more get 503; 0 unlimited.", _nonNegativeInt],
         ["heartbeat", None, 15.0,
          "Seconds between keep-alive comments on quiet SSE streams; 0 never.",
-         _positive(float)],
+         _nonNegativeFloat],
         ["max-message-size", None, 64 * 1024 * 1024,
          "Largest message a child may write (bytes, K/M/G suffixes).", _size],
         ["history-size", None, 16 * 1024 * 1024,
          "Bytes of SSE events kept per session for resuming streams.", _size],
         ["stdin-grace", None, 2.0,
          "Seconds a stopping child gets after its stdin closes, before SIGTERM.",
-         _positive(float)],
+         _nonNegativeFloat],
         ["term-grace", None, 3.0,
-         "Seconds a stopping child gets after SIGTERM, before SIGKILL.", _positive(float)],
+         "Seconds a stopping child gets after SIGTERM, before SIGKILL.", _nonNegativeFloat],
         ["drain-timeout", None, 10.0,
          "On shutdown, seconds requests in flight get to finish before every child "
-         "is stopped (new sessions and requests get 503 meanwhile).", _positive(float)],
+         "is stopped (new sessions and requests get 503 meanwhile).", _nonNegativeFloat],
         ["spares", None, 0,
          "Children kept started ahead of demand, so a new session need not wait for "
-         "a process to start.", _positive(int)],
+         "a process to start.", _nonNegativeInt],
         ["pool-size", None, 2,
          "Children kept running to serve stateless requests (the 2026-07-28 era, and "
          "the session era under --stateless); 0 turns the stateless era off.",
-         _positive(int)],
+         _nonNegativeInt],
         ["pool-concurrency", None, 16,
          "Requests in flight at once on each pool child; more wait in a queue.",
-         _positive(int)],
+         _nonNegativeInt],
         ["pool-queue", None, 256,
-         "Stateless requests that may wait for a pool child; more get 503.", _positive(int)],
+         "Stateless requests that may wait for a pool child; more get 503.", _nonNegativeInt],
+        ["write-buffer-size", None, 64 * 1024,
+         "Bytes queued for one client before the bridge stops reading the child that "
+         "feeds it, until the client catches up.", _size],
         ["cwd", None, None, "Working directory of the child."],
+        ["config", None, None,
+         "A JSON file of servers in the mcpServers format, each served at "
+         "/servers/NAME/mcp and /servers/NAME/sse; SIGHUP reads it again."],
         ["log-level", None, "info", "One of debug, info, warn, error."],
+        ["log-format", None, "text",
+         "text, or json for one JSON object per line (for log collectors)."],
+        ["log-file", None, None,
+         "Write the log to this file (rotated at 10 MiB, 5 kept) instead of standard output."],
     ]
 
     compData = usage.Completions(
-        optActions={"cwd": usage.CompleteDirs()},
+        optActions={"cwd": usage.CompleteDirs(), "config": usage.CompleteFiles("*.json"),
+                    "log-file": usage.CompleteFiles()},
     )
+
+    _parsing = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -129,9 +153,30 @@ class Options(usage.Options):
         self["allow-origin"] = []
         self["allow-host"] = []
         self["command"] = ()
+        self["named-server"] = []
+        #: Options given on the command line (they win over everything).
+        self.given: set[str] = set()
+        #: Options set by environment variables (they win over the config file).
+        self.fromEnvironment: dict[str, Any] = {}
+        self.environmentVariables: list[str] = []
+        #: The config file as last read, or None.
+        self.configFile: Optional[Config] = None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if self._parsing:
+            self.given.add(key)
+        super().__setitem__(key, value)
+
+    def parseOptions(self, options: Any = None) -> None:
+        self._parsing = True
+        try:
+            super().parseOptions(options)
+        finally:
+            self._parsing = False
 
     def opt_port(self, description: str) -> None:
         """Listen on this Twisted endpoint (repeatable; default tcp:3000:interface=127.0.0.1), e.g. tcp:8080, unix:/run/mcp.sock, ssl:443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0."""
+        self.given.add("port")
         self["port"].append(description)
 
     def opt_listen(self, description: str) -> None:
@@ -144,6 +189,13 @@ class Options(usage.Options):
         if not eq or not key:
             raise usage.UsageError(f"--env takes KEY=VALUE, not {pair!r}")
         self["env"][key] = value
+
+    def opt_named_server(self, text: str) -> None:
+        """Also serve NAME=COMMAND ARGS (split as a shell would) at /servers/NAME/mcp and /servers/NAME/sse (repeatable)."""
+        try:
+            self["named-server"].append(parseNamedServer(text))
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from e
 
     def opt_allow_origin(self, origin: str) -> None:
         """Also accept requests from this browser Origin (repeatable; exact, a pattern with *, or * for any). Loopback origins are always accepted."""
@@ -162,15 +214,24 @@ class Options(usage.Options):
         self["command"] = command
 
     def postOptions(self) -> None:
-        if not self["command"]:
+        self._parsing = False
+        try:
+            self.fromEnvironment, self.environmentVariables = optionsFromEnvironment(
+                os.environ)
+            path = self["config"] or self.fromEnvironment.get("config")
+            if path:
+                self["config"] = path
+                self.configFile = loadConfig(path)
+        except ConfigError as e:
+            _fail(str(e))
+        for warning in self.configFile.warnings if self.configFile else ():
+            log.warn("{warning}", warning=warning)
+        self.resolve()
+        if not self["command"] and not self.entries():
             raise usage.UsageError(
                 "no MCP server command given; put it after the options, e.g. "
-                "mcpbridge --port tcp:3000 -- python -m mcp_server_time")
-        if not self["port"]:
-            self["port"] = [DEFAULT_PORT]
-        if self["log-level"].lower() not in LEVELS:
-            raise usage.UsageError(
-                f"--log-level must be one of {', '.join(sorted(LEVELS))}")
+                "mcpbridge --port tcp:3000 -- python -m mcp_server_time "
+                "(or name servers with --named-server or --config)")
         for desc in self["port"]:
             try:
                 from twisted.internet.endpoints import _parseServer
@@ -178,54 +239,147 @@ class Options(usage.Options):
                 _parseServer(desc, None)
             except Exception as e:
                 raise usage.UsageError(f"bad --port {desc!r}: {e}") from e
-        spec = self.commandSpec()
+        if self["command"] and not self.entries():
+            # The only server: a command that cannot run is a usage error.
+            # Among several, it is that server's failure, not the others'.
+            try:
+                self.commandSpec().resolve()
+            except ChildStartError as e:
+                raise usage.UsageError(str(e)) from e
+
+    def _checkLevel(self, name: str) -> None:
+        if name.lower() not in LEVELS:
+            raise usage.UsageError(f"--log-level must be one of {', '.join(sorted(LEVELS))}")
+
+    def resolve(self) -> None:
+        """
+        Settle every setting by precedence: the command line, then the
+        environment, then the config file, then the default.
+        """
+        fileOptions = self.configFile.options if self.configFile else {}
+        for name in (*SERVER_OPTIONS, *GLOBAL_OPTIONS):
+            if name in self.given:
+                continue
+            if name in self.fromEnvironment:
+                super().__setitem__(name, self.fromEnvironment[name])
+            elif name in fileOptions:
+                super().__setitem__(name, fileOptions[name])
+        if isinstance(self["port"], str):
+            super().__setitem__("port", [self["port"]])
+        if not self["port"]:
+            super().__setitem__("port", [DEFAULT_PORT])
+        self._checkLevel(self["log-level"])
+        if self["log-format"] not in FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}")
+
+    def entries(self) -> dict[str, ServerEntry]:
+        """
+        The named servers: the config file's, then the command line's (a
+        name given on both is the command line's).
+        """
+        entries = dict(self.configFile.servers) if self.configFile else {}
+        for entry in self["named-server"]:
+            entries[entry.name] = entry
+        return entries
+
+    def reloadConfig(self) -> None:
+        """
+        Read the config file again.
+
+        @raise ConfigError: when it cannot be used; nothing changes then.
+        """
+        if not self["config"]:
+            raise ConfigError("no config file to reload (see --config)")
+        config = loadConfig(self["config"])
+        previous = self.configFile
+        self.configFile = config
         try:
-            spec.resolve()
-        except ChildStartError as e:
-            raise usage.UsageError(str(e)) from e
+            self.resolve()
+        except usage.UsageError as e:
+            self.configFile = previous
+            self.resolve()
+            raise ConfigError(f"{self['config']}: {e}") from e
+        for warning in config.warnings:
+            log.warn("{warning}", warning=warning)
 
-    def commandSpec(self) -> CommandSpec:
-        env = buildEnvironment(self["pass-environment"], self["env"])
+    # What the settings build.
+
+    def commandSpec(self, entry: Optional[ServerEntry] = None) -> CommandSpec:
+        """
+        How to run the default server, or the named server C{entry}.
+        """
+        get = self._getter(entry)
+        env = dict(self["env"])
+        if entry is not None:
+            env.update(entry.env)
         return CommandSpec(
-            argv=tuple(self["command"]),
-            env=env,
-            cwd=self["cwd"],
-            shell=bool(self["shell"]),
-            stdinGrace=self["stdin-grace"],
-            termGrace=self["term-grace"],
-            maxMessageBytes=self["max-message-size"],
+            argv=tuple(self["command"] if entry is None else entry.argv),
+            env=buildEnvironment(bool(get("pass-environment")), env),
+            cwd=(entry.cwd if entry is not None and entry.cwd else self["cwd"]),
+            shell=bool(get("shell")),
+            stdinGrace=get("stdin-grace"),
+            termGrace=get("term-grace"),
+            maxMessageBytes=get("max-message-size"),
         )
 
-    def poolConfig(self) -> PoolConfig:
+    def _getter(self, entry: Optional[ServerEntry]) -> Callable[[str], Any]:
+        """
+        The value of an option for C{entry}: its own override, else the
+        global setting.
+        """
+        if entry is None:
+            return self.__getitem__
+        return lambda name: entry.option(name, self[name])
+
+    def poolConfig(self, entry: Optional[ServerEntry] = None) -> PoolConfig:
+        get = self._getter(entry)
         return PoolConfig(
-            size=self["pool-size"],
-            concurrency=max(1, self["pool-concurrency"]),
-            queue=self["pool-queue"],
-            requestTimeout=self["request-timeout"],
-            startupTimeout=self["startup-timeout"],
-            heartbeatInterval=self["heartbeat"],
-            drainTimeout=self["drain-timeout"],
+            size=get("pool-size"),
+            concurrency=max(1, get("pool-concurrency")),
+            queue=get("pool-queue"),
+            requestTimeout=get("request-timeout"),
+            startupTimeout=get("startup-timeout"),
+            heartbeatInterval=get("heartbeat"),
+            drainTimeout=get("drain-timeout"),
         )
 
-    def sessionConfig(self) -> SessionConfig:
+    def sessionConfig(self, entry: Optional[ServerEntry] = None) -> SessionConfig:
+        get = self._getter(entry)
         return SessionConfig(
-            idleTimeout=self["idle-timeout"],
-            requestTimeout=self["request-timeout"],
-            startupTimeout=self["startup-timeout"],
-            maxSessions=self["max-sessions"],
-            heartbeatInterval=self["heartbeat"],
-            historyBytes=self["history-size"],
-            drainTimeout=self["drain-timeout"],
-            spares=self["spares"],
+            idleTimeout=get("idle-timeout"),
+            requestTimeout=get("request-timeout"),
+            startupTimeout=get("startup-timeout"),
+            maxSessions=get("max-sessions"),
+            heartbeatInterval=get("heartbeat"),
+            historyBytes=get("history-size"),
+            drainTimeout=get("drain-timeout"),
+            spares=get("spares"),
         )
+
+    def serverSpecs(self) -> dict[Optional[str], ServerSpec]:
+        """
+        Every server to run, by name (L{None}: the default server).
+        """
+        specs: dict[Optional[str], ServerSpec] = {}
+        if self["command"]:
+            specs[None] = ServerSpec(None, self.commandSpec(), self.sessionConfig(),
+                                     self.poolConfig(), bool(self["stateless"]))
+        for name, entry in self.entries().items():
+            specs[name] = ServerSpec(name, self.commandSpec(entry), self.sessionConfig(entry),
+                                     self.poolConfig(entry),
+                                     bool(entry.option("stateless", self["stateless"])))
+        return specs
 
 
 class _QuietSite(Site):
     """
-    A Site whose access log is a debug event rather than a line per request.
+    A Site whose access log is a debug event rather than a line per request,
+    and whose connections queue at most C{writeBufferSize} bytes before
+    they push back on what feeds them.
     """
 
     _log = logger("mcpbridge.access")
+    writeBufferSize = 64 * 1024
 
     def log(self, request: Any) -> None:
         from .logs import debugEnabled
@@ -234,36 +388,74 @@ class _QuietSite(Site):
             self._log.debug("{method} {uri} {code}", method=request.method,
                             uri=request.uri, code=request.code)
 
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        size = self.writeBufferSize
+        makeConnection = protocol.makeConnection
+
+        def withBufferSize(transport: Any) -> None:
+            # A producer streaming to this transport is paused once more
+            # than bufferSize bytes wait to be written.
+            if hasattr(transport, "bufferSize"):
+                transport.bufferSize = size
+            makeConnection(transport)
+
+        protocol.makeConnection = withBufferSize
+        return protocol
+
 
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     """
-    Build the bridge: a session manager and one listening port per endpoint.
+    Build the bridge: its servers (each with its session manager and
+    pools), and one listening port per endpoint.
     """
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
     setLogLevel(options["log-level"])
-    command = options.commandSpec()
-    manager = SessionManager(command, options.sessionConfig(), reactor)
-    pool = ChildPool(MODERN, command, options.poolConfig(), reactor, manager.spawn,
-                     manager.killpg)
-    stateless = None
-    if options["stateless"]:
-        stateless = ChildPool(SESSION, command, options.poolConfig(), reactor,
-                              manager.spawn, manager.killpg)
     guard = OriginGuard(options["allow-host"], options["allow-origin"])
-    bridge = BridgeApp(manager, guard, reactor, pool, stateless)
+    top = BridgeService(lambda spec: BridgedServer.build(spec, reactor))
+    if options["log-format"] != "text" or options["log-file"]:
+        try:
+            top.logObserver = makeObserver(options["log-format"], options["log-file"])
+        except (OSError, ValueError) as e:
+            _fail(f"cannot log to {options['log-file']}: {e}")
+    bridge = BridgeApp(top.servers, guard, reactor)
     site = _QuietSite(bridge.resource())
     site.displayTracebacks = False
+    site.writeBufferSize = options["write-buffer-size"]
 
-    top = BridgeService()
-    manager.setServiceParent(top)
-    pool.setServiceParent(top)
-    if stateless is not None:
-        stateless.setServiceParent(top)
+    for spec in options.serverSpecs().values():
+        top.addServer(spec)
     for description in options["port"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
-    log.info("mcpbridge {version} serving {command} on {ports}", version=__version__,
-             command=" ".join(options["command"]), ports=", ".join(options["port"]))
+    if options["config"]:
+        top.reloader = lambda: _reloadSpecs(options)
+    names = ", ".join(f"{prefixOf(s.serverName) or '/'} ({' '.join(s.manager.command.argv)})"
+                      for s in top.servers)
+    log.info("mcpbridge {version} on {ports} serving {servers}", version=__version__,
+             ports=", ".join(options["port"]), servers=names)
+    if options.environmentVariables:
+        log.info("settings from the environment: {names}",
+                 names=", ".join(options.environmentVariables))
     return top
+
+
+def _reloadSpecs(options: Options) -> dict[Optional[str], ServerSpec]:
+    """
+    Read the config file again and say what servers it asks for.
+
+    @raise ConfigError: when it cannot be used.
+    """
+    ports, previous = list(options["port"]), options.configFile
+    options.reloadConfig()
+    specs = options.serverSpecs()
+    if not specs:
+        options.configFile = previous
+        options.resolve()
+        raise ConfigError(f"{options['config']}: no server left to serve")
+    setLogLevel(options["log-level"])
+    if list(options["port"]) != ports:
+        log.warn("the listening ports changed in the config file; that takes a restart")
+    return specs

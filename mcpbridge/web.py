@@ -1,6 +1,8 @@
 """
-The HTTP face of the bridge: MCP Streamable HTTP on C{/mcp} (POST, GET,
-DELETE) and C{GET /health}, as a Klein application on a class.
+The HTTP face of the bridge, as a Klein application on a class: for each
+server, MCP Streamable HTTP on C{/mcp} (POST, GET, DELETE) and the HTTP+SSE
+transport on C{/sse} and C{/messages} (a named server's under
+C{/servers/NAME/}); and C{GET /health} and C{GET /status}.
 
 Each request is served in one of two eras, decided per request: one that
 names a live session, or whose C{MCP-Protocol-Version} is a session-era
@@ -23,6 +25,7 @@ from .guard import OriginGuard
 from .jsonrpc import Message
 from .logs import debugEnabled, logger
 from .pool import ChildPool
+from .servers import BridgedServer, Servers
 from .sessions import SESSION_VERSIONS, Session, SessionError, SessionManager
 from .streams import Connection, Stream, parseEventId
 
@@ -71,24 +74,35 @@ def errorBody(request: IRequest, status: int, code: int, message: str,
 
 class BridgeApp:
     """
-    Routes of one bridged MCP server.
+    Routes of the bridge: each server's endpoints (the default server's at
+    C{/mcp} and C{/sse}, a named server's under C{/servers/NAME/}), and
+    C{/health} and C{/status} for the whole bridge.
     """
 
     app = Klein()
     log = logger("mcpbridge.web")
 
-    def __init__(self, manager: SessionManager, guard: OriginGuard, clock: Any,
-                 pool: ChildPool, stateless: Optional[ChildPool] = None) -> None:
+    def __init__(self, servers: Servers, guard: OriginGuard, clock: Any) -> None:
+        self.servers = servers
+        self.guard = guard
+        self.clock = clock
+        self.started = clock.seconds()
+
+    @classmethod
+    def single(cls, manager: SessionManager, guard: OriginGuard, clock: Any,
+               pool: ChildPool, stateless: Optional[ChildPool] = None) -> "BridgeApp":
         """
+        The routes of one default server made of these parts.
+
         @param pool: serves the stateless era.
         @param stateless: with C{--stateless}, serves the session era
             without sessions.
         """
-        self.manager = manager
-        self.guard = guard
-        self.clock = clock
-        self.pool = pool
-        self.stateless = stateless
+        servers = Servers()
+        servers.add(BridgedServer(None, manager, pool, stateless))
+        app = cls(servers, guard, clock)
+        app.started = manager.started
+        return app
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -101,6 +115,17 @@ class BridgeApp:
         e = failure.value
         return errorBody(request, e.status, e.code, e.message, id=e.id,
                          retryAfter=e.retryAfter, data=e.data)
+
+    def _server(self, name: Optional[str]) -> BridgedServer:
+        """
+        @raise SessionError: 404 for a server this bridge does not serve.
+        """
+        server = self.servers.get(name)
+        if server is None:
+            what = "no default server" if name is None else f"no server named {name!r}"
+            raise SessionError(404, jsonrpc.INVALID_REQUEST,
+                               f"Not Found: this bridge has {what}")
+        return server
 
     def _guard(self, request: IRequest) -> None:
         """
@@ -115,22 +140,24 @@ class BridgeApp:
                           host=request.getHeader(b"host"), origin=request.getHeader(b"origin"))
             raise SessionError(status, jsonrpc.INVALID_REQUEST, reason)
 
-    def _live(self, request: IRequest) -> Optional[Session]:
+    def _live(self, request: IRequest, server: BridgedServer) -> Optional[Session]:
         """
         The live session a request names, if any.
         """
         header = request.getHeader(b"mcp-session-id")
-        return None if header is None else self.manager.get(header.decode("ascii", "replace"))
+        if header is None:
+            return None
+        return server.manager.get(header.decode("ascii", "replace"))
 
-    def _isModern(self, request: IRequest, body: Any = None) -> bool:
+    def _isModern(self, request: IRequest, server: BridgedServer, body: Any = None) -> bool:
         """
         Whether a request belongs to the stateless era.  A live session id
         means the session era whatever the version header says, so that
         session's client hears that its version is wrong.
         """
-        return self._live(request) is None and modern.isModern(request, body)
+        return self._live(request, server) is None and modern.isModern(request, body)
 
-    def _session(self, request: IRequest) -> Session:
+    def _session(self, request: IRequest, server: BridgedServer) -> Session:
         """
         The session a request names.
 
@@ -142,7 +169,7 @@ class BridgeApp:
         if header is None:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Bad Request: Mcp-Session-Id header is required")
-        session = self.manager.get(header.decode("ascii", "replace"))
+        session = server.manager.get(header.decode("ascii", "replace"))
         if session is None:
             raise SessionError(404, jsonrpc.INVALID_REQUEST,
                                "Session not found: it ended or never existed; initialize again")
@@ -156,8 +183,10 @@ class BridgeApp:
         return session
 
     @app.route("/mcp", methods=["POST"])
-    def post(self, request: IRequest) -> Any:
+    @app.route("/servers/<name>/mcp", methods=["POST"])
+    def post(self, request: IRequest, name: Optional[str] = None) -> Any:
         self._guard(request)
+        server = self._server(name)
         if not _accepts(request, _JSON, _SSE):
             raise SessionError(406, jsonrpc.INVALID_REQUEST, "Not Acceptable: Accept must "
                                "list application/json and text/event-stream")
@@ -165,36 +194,19 @@ class BridgeApp:
         if ctype.split(b";", 1)[0].strip().lower() != _JSON:
             raise SessionError(415, jsonrpc.INVALID_REQUEST,
                                "Unsupported Media Type: Content-Type must be application/json")
-        body = request.content.read()
-        try:
-            parsed = json.loads(body)
-        except ValueError as e:
-            raise SessionError(400, jsonrpc.PARSE_ERROR, f"Parse error: {e}") from e
-        batch = isinstance(parsed, list)
-        items = parsed if batch else [parsed]
-        if not items:
-            raise SessionError(400, jsonrpc.INVALID_REQUEST, "Invalid Request: empty batch")
-        for item in items:
-            problem = jsonrpc.checkClientMessage(item)
-            if problem is not None:
-                raise SessionError(400, jsonrpc.INVALID_REQUEST, f"Invalid Request: {problem}",
-                                   id=item.get("id") if isinstance(item, dict) else None)
-        if batch or b"\n" in body or b"\r" in body:
-            messages = [Message.fromObject(item) for item in items]
-        else:
-            messages = [Message(body.strip(), parsed)]
+        parsed, messages, batch = _readMessages(request)
 
-        if self._isModern(request, parsed):
-            return self._modernPost(request, messages, batch)
+        if self._isModern(request, server, parsed):
+            return self._modernPost(request, server.pool, messages, batch)
         if any(m.method == "initialize" and m.isRequest for m in messages):
             if batch:
                 raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                    "Invalid Request: initialize must not be part of a batch")
-            return self._initialize(request, messages[0])
-        if self.stateless is not None:
-            return self._statelessPost(request, messages, batch)
+            return self._initialize(request, server, messages[0])
+        if server.stateless is not None:
+            return self._statelessPost(request, server.stateless, messages, batch)
 
-        session = self._session(request)
+        session = self._session(request, server)
         if batch and session.protocolVersion != "2025-03-26":
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
@@ -223,7 +235,8 @@ class BridgeApp:
         assert connection is not None
         return connection.deferred
 
-    def _modernPost(self, request: IRequest, messages: list[Message], batch: bool) -> Any:
+    def _modernPost(self, request: IRequest, pool: ChildPool, messages: list[Message],
+                    batch: bool) -> Any:
         """
         A POST of the stateless era: one request, checked, then served by
         the pool; a notification is accepted and dropped.
@@ -242,13 +255,14 @@ class BridgeApp:
         try:
             # Only a tools/call can have Mcp-Param-* headers to check.
             params = modern.paramHeaders(request) if message.method == "tools/call" else None
-            self.pool.submit([message], connection, False, params)
+            pool.submit([message], connection, False, params)
         except SessionError as e:
             e.id = message.id
             raise
         return connection.deferred
 
-    def _statelessPost(self, request: IRequest, messages: list[Message], batch: bool) -> Any:
+    def _statelessPost(self, request: IRequest, pool: ChildPool, messages: list[Message],
+                       batch: bool) -> Any:
         """
         A session-era POST under C{--stateless}: no session, served by the
         session-era pool.
@@ -256,27 +270,26 @@ class BridgeApp:
         if batch and request.getHeader(b"mcp-protocol-version") not in (None, b"2025-03-26"):
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
-        assert self.stateless is not None
-        return self._submit(request, self.stateless.submit, messages, batch)
+        return self._submit(request, pool.submit, messages, batch)
 
-    def _noStreams(self, request: IRequest) -> None:
+    def _noStreams(self, request: IRequest, server: BridgedServer) -> None:
         """
         @raise SessionError: 405 for a GET or DELETE of the stateless era,
             or of the session era under C{--stateless}: no session has
             streams to open or to end.
         """
-        if self.stateless is not None or self._isModern(request):
+        if server.stateless is not None or self._isModern(request, server):
             raise SessionError(405, jsonrpc.INVALID_REQUEST,
                                f"Method Not Allowed: {request.method.decode()} /mcp; "
                                f"stateless requests use POST only")
 
-    def _initialize(self, request: IRequest, message: Message) -> Any:
-        if self.stateless is not None:
+    def _initialize(self, request: IRequest, server: BridgedServer, message: Message) -> Any:
+        if server.stateless is not None:
             connection = Connection(request, self.clock)
-            self.stateless.initialize(message, connection)
+            server.stateless.initialize(message, connection)
             return connection.deferred
         try:
-            session = self.manager.create()
+            session = server.manager.create()
         except SessionError as e:
             e.id = message.id
             raise
@@ -285,13 +298,15 @@ class BridgeApp:
         return connection.deferred
 
     @app.route("/mcp", methods=["GET"])
-    def get(self, request: IRequest) -> Any:
+    @app.route("/servers/<name>/mcp", methods=["GET"])
+    def get(self, request: IRequest, name: Optional[str] = None) -> Any:
         self._guard(request)
-        self._noStreams(request)
+        server = self._server(name)
+        self._noStreams(request, server)
         if not _accepts(request, _SSE):
             raise SessionError(406, jsonrpc.INVALID_REQUEST,
                                "Not Acceptable: Accept must list text/event-stream")
-        session = self._session(request)
+        session = self._session(request, server)
         lastEventId = request.getHeader(b"last-event-id")
         self.log.debug("session {session}: GET stream (Last-Event-ID {last!r})",
                        session=session.id, last=lastEventId)
@@ -307,31 +322,143 @@ class BridgeApp:
         return connection.deferred
 
     @app.route("/mcp", methods=["DELETE"])
-    def delete(self, request: IRequest) -> Any:
+    @app.route("/servers/<name>/mcp", methods=["DELETE"])
+    def delete(self, request: IRequest, name: Optional[str] = None) -> Any:
         self._guard(request)
-        self._noStreams(request)
-        self.manager.end(self._session(request), "closed by the client (DELETE)")
+        server = self._server(name)
+        self._noStreams(request, server)
+        server.manager.end(self._session(request, server), "closed by the client (DELETE)")
         return _empty(request, 204)
+
+    # The HTTP+SSE transport (2024-11-05).
+
+    @app.route("/sse", methods=["GET"])
+    @app.route("/servers/<name>/sse", methods=["GET"])
+    def sse(self, request: IRequest, name: Optional[str] = None) -> Any:
+        """
+        Open an HTTP+SSE session: a new child, and a stream whose first
+        event names where to POST.
+        """
+        self._guard(request)
+        server = self._server(name)
+        prefix = b"" if name is None else b"/servers/" + name.encode("utf-8")
+        session = server.manager.createLegacy(prefix + b"/messages")
+        connection = Connection(request, self.clock)
+        session.open(connection)
+        self.log.debug("SSE session {session} opened", session=session.id)
+        return connection.deferred
+
+    @app.route("/messages", methods=["POST"])
+    @app.route("/messages/", methods=["POST"])
+    @app.route("/servers/<name>/messages", methods=["POST"])
+    @app.route("/servers/<name>/messages/", methods=["POST"])
+    def messages(self, request: IRequest, name: Optional[str] = None) -> Any:
+        """
+        A message of an HTTP+SSE session: 202, the answer goes on its stream.
+        """
+        self._guard(request)
+        server = self._server(name)
+        args = request.args
+        ids = args.get(b"session_id") or args.get(b"sessionId")
+        if not ids:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST,
+                               "Bad Request: the session_id query parameter is required")
+        session = server.manager.getLegacy(ids[0].decode("ascii", "replace"))
+        if session is None:
+            raise SessionError(404, jsonrpc.INVALID_REQUEST,
+                               "Session not found: its SSE stream ended or never existed; "
+                               "open a new one")
+        ctype = request.getHeader(b"content-type")
+        if ctype is not None and ctype.split(b";", 1)[0].strip().lower() != _JSON:
+            raise SessionError(415, jsonrpc.INVALID_REQUEST,
+                               "Unsupported Media Type: Content-Type must be application/json")
+        _, messages, batch = _readMessages(request)
+        try:
+            session.submit(messages)
+        except SessionError as e:
+            if not batch and e.id is None:
+                e.id = messages[0].id
+            raise
+        request.setResponseCode(202)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"Accepted"
 
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> Any:
-        pools = [p for p in (self.pool, self.stateless) if p is not None]
-        healthy = (self.manager.accepting and self.manager.lastStartOk is not False
-                   and all(p.lastStartOk is not False for p in pools))
-        report = {
-            "status": "ok" if healthy else ("stopping" if not self.manager.accepting
-                                            else "failing"),
+        """
+        200 while every server can start its children, else 503; with the
+        default server's details at the top level, and a line per server.
+        """
+        servers = list(self.servers)
+        accepting = all(s.manager.accepting for s in servers)
+        healthy = accepting and all(s.healthy for s in servers)
+        report: dict[str, Any] = {
+            "status": "ok" if healthy else ("failing" if accepting else "stopping"),
             "version": __version__,
-            "uptime": round(self.clock.seconds() - self.manager.started, 3),
-            **self.manager.status(),
-            "stateless": self.pool.status(),
+            "uptime": round(self.clock.seconds() - self.started, 3),
         }
-        if report["last_error"] is None:
-            report["last_error"] = next((p.lastError for p in pools if p.lastError), None)
-        if self.stateless is not None:
-            report["stateless_sessions"] = self.stateless.status()
-        request.setResponseCode(200 if healthy else 503)
-        request.setHeader(b"content-type", _JSON)
-        request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(report).encode("utf-8")
+        default = self.servers.default
+        if default is not None:
+            report.update(default.manager.status())
+            report["stateless"] = default.pool.status()
+            if default.stateless is not None:
+                report["stateless_sessions"] = default.stateless.status()
+            report["last_error"] = default.lastError
+        else:
+            report["last_error"] = next((s.lastError for s in servers if s.lastError), None)
+        report["servers"] = {
+            s.label: {"status": "ok" if s.healthy else "failing",
+                      "sessions": len(s.manager.sessions),
+                      "sse_sessions": len(s.manager.legacy),
+                      "last_error": s.lastError}
+            for s in servers}
+        return _report(request, report, 200 if healthy else 503)
 
+    @app.route("/status", methods=["GET"])
+    def status(self, request: IRequest) -> Any:
+        """
+        Every server with its sessions, children, pools and last error.
+        """
+        self._guard(request)
+        servers = list(self.servers)
+        healthy = all(s.manager.accepting and s.healthy for s in servers)
+        report = {
+            "status": "ok" if healthy else "failing",
+            "version": __version__,
+            "uptime": round(self.clock.seconds() - self.started, 3),
+            "servers": [s.status() for s in servers],
+        }
+        return _report(request, report, 200)
+
+
+def _report(request: IRequest, report: dict[str, Any], status: int) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", _JSON)
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(report).encode("utf-8")
+
+
+def _readMessages(request: IRequest) -> tuple[Any, list[Message], bool]:
+    """
+    Parse a POST body: one JSON-RPC message or a batch.
+
+    @return: the parsed JSON, its messages, and whether it was a batch.
+    @raise SessionError: 400 for malformed JSON or an invalid message.
+    """
+    body = request.content.read()
+    try:
+        parsed = json.loads(body)
+    except ValueError as e:
+        raise SessionError(400, jsonrpc.PARSE_ERROR, f"Parse error: {e}") from e
+    batch = isinstance(parsed, list)
+    items = parsed if batch else [parsed]
+    if not items:
+        raise SessionError(400, jsonrpc.INVALID_REQUEST, "Invalid Request: empty batch")
+    for item in items:
+        problem = jsonrpc.checkClientMessage(item)
+        if problem is not None:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST, f"Invalid Request: {problem}",
+                               id=item.get("id") if isinstance(item, dict) else None)
+    if batch or b"\n" in body or b"\r" in body:
+        return parsed, [Message.fromObject(item) for item in items], batch
+    return parsed, [Message(body.strip(), parsed)], batch

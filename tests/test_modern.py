@@ -540,7 +540,7 @@ class ModernCase(HTTPCase):
         self.discover = self.child.received()[0]
         self.child.answer(self.discover, DISCOVER_RESULT)
         self.assertIs(self.pool.speaks, True)
-        self.app = BridgeApp(self.manager, OriginGuard(), self.clock, self.pool)
+        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.pool)
         self.http = StubTreq(self.app.resource())
 
     def forwarded(self) -> list[dict[str, Any]]:
@@ -1079,7 +1079,7 @@ class LegacyOnlyTests(HTTPCase):
         self.addCleanup(self.pool.stopService)
         self.assertEqual(len(self.spawner.children), 1)
         self.child = self.spawner.last
-        self.app = BridgeApp(self.manager, OriginGuard(), self.clock, self.pool)
+        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.pool)
         self.http = StubTreq(self.app.resource())
 
     def probe(self) -> None:
@@ -1172,7 +1172,7 @@ class StatelessSessionTests(HTTPCase):
         self.child.answer(self.init, INIT_RESULT)
         self.assertEqual(self.child.received()[1:],
                          [{"jsonrpc": "2.0", "method": "notifications/initialized"}])
-        self.app = BridgeApp(self.manager, OriginGuard(), self.clock, self.modern,
+        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.modern,
                              stateless=self.pool)
         self.http = StubTreq(self.app.resource())
 

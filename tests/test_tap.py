@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mcpbridge.pool import MODERN, ChildPool
 from mcpbridge.sessions import SessionManager
+from mcpbridge.servers import BridgedServer
 from mcpbridge.tap import DEFAULT_PORT, Options, makeService
 
 from .support import ROOT, child_env
@@ -102,13 +103,16 @@ class MakeServiceTests(SynchronousTestCase):
                         "--pool-size", "0", *SH)
         service = makeService(options, reactor=reactor)
         children = list(IServiceCollection(service))
-        managers = [c for c in children if isinstance(c, SessionManager)]
+        servers = [c for c in children if isinstance(c, BridgedServer)]
+        self.assertEqual([s.serverName for s in servers], [None])
+        owned = list(servers[0])
+        managers = [c for c in owned if isinstance(c, SessionManager)]
         self.assertEqual(len(managers), 1)
         self.assertEqual(managers[0].config.maxSessions, 7)
-        pools = [c for c in children if isinstance(c, ChildPool)]
+        pools = [c for c in owned if isinstance(c, ChildPool)]
         self.assertEqual([p.era for p in pools], [MODERN])
         self.assertEqual(pools[0].config.size, 0)
-        self.assertEqual(len(children), 4)
+        self.assertEqual(len(children), 3)
         service.startService()
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [3001, 3002])
         self.assertEqual({p[3] for p in reactor.tcpServers}, {"127.0.0.1"})

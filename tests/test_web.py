@@ -48,7 +48,7 @@ class BridgeTestCase(StubHTTP, SynchronousTestCase):
         self.manager, self.spawner, self.clock = makeManager(attr.evolve(self.config))
         self.pool = ChildPool(MODERN, self.manager.command, PoolConfig(size=0), self.clock,
                               self.spawner, self.spawner.killpg)
-        self.app = BridgeApp(self.manager, OriginGuard(), self.clock, self.pool)
+        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.pool)
         self.http = StubTreq(self.app.resource())
 
     def request(self, method: str, body: Any = None, session: Optional[str] = None,

@@ -238,6 +238,8 @@ class Options(usage.Options):
 
                 _parseServer(desc, None)
             except Exception as e:
+                if "port" not in self.given:
+                    _fail(f"bad port {desc!r} (from the environment or the config file): {e}")
                 raise usage.UsageError(f"bad --port {desc!r}: {e}") from e
         if self["command"] and not self.entries():
             # The only server: a command that cannot run is a usage error.

@@ -362,6 +362,14 @@ class OptionsTests(SynchronousTestCase):
         options.reloadConfig()
         self.assertEqual(set(options.serverSpecs()), {"b"})
 
+    def test_badPortFromEnvironment(self) -> None:
+        stderr = io.StringIO()
+        with mock.patch("sys.stderr", stderr):
+            e = self.assertRaises(SystemExit, self.parse, *SH,
+                                  environ={"MCPBRIDGE_PORT": "carrier-pigeon:1"})
+        self.assertEqual(e.code, 2)
+        self.assertIn("carrier-pigeon", stderr.getvalue())
+
 
 class MakeServiceTests(SynchronousTestCase):
     def test_logObserverComponent(self) -> None:
@@ -399,3 +407,4 @@ class MakeServiceTests(SynchronousTestCase):
         transport.bufferSize = 65536  # type: ignore[attr-defined]
         protocol.makeConnection(transport)
         self.assertEqual(transport.bufferSize, 1024)  # type: ignore[attr-defined]
+

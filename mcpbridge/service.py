@@ -70,6 +70,7 @@ class BridgeService(MultiService):
         server = self.servers.remove(name)
         if server is None:
             return
+        server.manager.stopReason = "its server was removed from the configuration"
 
         def stop(_: Any) -> Any:
             return self.removeService(server) if server in self else None

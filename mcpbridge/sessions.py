@@ -509,6 +509,8 @@ class SessionManager(Service):
         self._ticker: Optional[LoopingCall] = None
         self.spares: list[ChildProcess] = []
         self.draining = False
+        #: Why its sessions end when it stops.
+        self.stopReason = "the bridge is shutting down"
         self._drainDeadline = 0.0
         self._spareTimer: Any = None
         self._spareFailures = 0
@@ -566,7 +568,7 @@ class SessionManager(Service):
                 self._ticker.stop()
             everyone: list[Union[Session, LegacySession]] = [
                 *self.sessions.values(), *self.starting, *self.legacy.values()]
-            ends = [s.terminate("the bridge is shutting down") for s in everyone]
+            ends = [s.terminate(self.stopReason) for s in everyone]
             ends += [s.child.whenFinished() for s in list(self.closing)]
             return DeferredList(ends + ds)
 

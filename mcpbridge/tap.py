@@ -161,6 +161,8 @@ class Options(usage.Options):
         self.environmentVariables: list[str] = []
         #: The config file as last read, or None.
         self.configFile: Optional[Config] = None
+        #: Where each setting came from, for error messages.
+        self.sources: dict[str, str] = {}
 
     def __setitem__(self, key: str, value: Any) -> None:
         if self._parsing:
@@ -238,8 +240,12 @@ class Options(usage.Options):
 
                 _parseServer(desc, None)
             except Exception as e:
-                if "port" not in self.given:
-                    _fail(f"bad port {desc!r} (from the environment or the config file): {e}")
+                source = self.sources.get("port")
+                if source == "the environment":
+                    source = ", ".join(v for v in self.environmentVariables
+                                       if v.endswith(("PORT", "BIND_HOST"))) or source
+                if source != "the command line":
+                    _fail(f"{source}: bad port {desc!r}: {e}")
                 raise usage.UsageError(f"bad --port {desc!r}: {e}") from e
         if self["command"] and not self.entries():
             # The only server: a command that cannot run is a usage error.
@@ -261,11 +267,17 @@ class Options(usage.Options):
         fileOptions = self.configFile.options if self.configFile else {}
         for name in (*SERVER_OPTIONS, *GLOBAL_OPTIONS):
             if name in self.given:
-                continue
-            if name in self.fromEnvironment:
+                self.sources[name] = "the command line"
+            elif name in self.fromEnvironment:
                 super().__setitem__(name, self.fromEnvironment[name])
+                self.sources[name] = "the environment"
             elif name in fileOptions:
                 super().__setitem__(name, fileOptions[name])
+                self.sources[name] = str(self["config"])
+            else:
+                # Back to the default: a reload may have removed it from the file.
+                super().__setitem__(name, self.defaults.get(name))
+                self.sources[name] = "the default"
         if isinstance(self["port"], str):
             super().__setitem__("port", [self["port"]])
         if not self["port"]:

@@ -302,6 +302,8 @@ GLOBAL_OPTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+#: What the default server (the command after --) is called; no named server may be.
+RESERVED_NAME = "default"
 
 
 def _nameProblem(name: Any) -> Optional[str]:
@@ -316,6 +318,8 @@ def _nameProblem(name: Any) -> Optional[str]:
         return "may contain only letters, digits, '.', '_' and '-'"
     if name.startswith("."):
         return "must not start with '.'"
+    if name == RESERVED_NAME:
+        return f"{RESERVED_NAME!r} names the server given after -- (in /health and the log)"
     return None
 
 

@@ -302,7 +302,8 @@ class ServerEntryTests(SynchronousTestCase):
         Empty, too long, hidden, and names with other characters are
         rejected with a one-line message quoting the name.
         """
-        for name in ("", "x" * 65, ".hidden", "my server", "a/b", "caf\u00e9", "a\nb"):
+        for name in ("", "x" * 65, ".hidden", "my server", "a/b", "caf\u00e9", "a\nb",
+                     "default"):
             e = self.assertRaises(ConfigError, ServerEntry, name=name, argv=("x",))
             self.assertIn("invalid server name", str(e))
             self.assertNotIn("\n", str(e))

@@ -4,7 +4,17 @@ Python SDK client (``mcp`` >= 2.3: ``mcp.Client`` over
 ``mcp.client.streamable_http.streamable_http_client``, handshake era) and
 print one JSON object with what was observed.
 
-    python tests/clients/python_client.py SCENARIO URL
+    python tests/clients/python_client.py [--transport {http,sse}] SCENARIO URL
+
+With ``--transport sse`` (or ``MCPBRIDGE_TRANSPORT=sse`` in the environment)
+the client speaks the deprecated HTTP+SSE transport (2024-11-05) instead:
+``mcp.client.sse.sse_client(URL)``, URL being the ``.../sse`` endpoint.  Every
+scenario but ``delete`` and ``resumption`` (Streamable HTTP only) works over
+it; the printed object then also has ``transport: "sse"`` and ``sse``, one
+entry per SSE connection (the announced endpoint, the session id, the
+statuses of the POSTs, the number of GETs), and these extra checks apply:
+the endpoint is ``<URL without sse>messages?session_id=<32 hex>``, every
+POST got 202, and every message arrived on the SSE stream (``via`` GET).
 
 Scenarios: basic, progress, sampling, elicitation, roots, logging,
 subscription, concurrent, two_sessions, delete, resumption.  The server is
@@ -27,6 +37,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -38,6 +49,7 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
@@ -48,6 +60,11 @@ WATCHED = "test://watched"
 ROOTS = [("file:///tmp/mcpbridge-root-a", "a"), ("file:///tmp/mcpbridge-root-b", "b")]
 
 JSON = Dict[str, Any]
+
+#: "http" (Streamable HTTP) or "sse" (HTTP+SSE, 2024-11-05); set by main().
+TRANSPORT = "http"
+#: Every Connection made, for the transport-wide checks of main().
+CONNECTIONS: List["Connection"] = []
 
 
 # ------------------------------------------------------------ HTTP tap ---
@@ -63,6 +80,7 @@ class _TapStream(httpx2.AsyncByteStream):
         self.sink = sink
         self.buffer = b""
         self.data: List[bytes] = []
+        self.event: Optional[bytes] = None
 
     async def __aiter__(self):  # type: ignore[override]
         async for chunk in self.inner:
@@ -78,12 +96,17 @@ class _TapStream(httpx2.AsyncByteStream):
             line, self.buffer = self.buffer.split(b"\n", 1)
             line = line.rstrip(b"\r")
             if line == b"":
-                if self.data:
+                if self.data and self.event == b"endpoint":
+                    self.sink.endpoints.append(b"\n".join(self.data).decode("utf-8", "replace"))
+                elif self.data:
                     self.sink.record(self.label, b"\n".join(self.data))
                 self.data = []
+                self.event = None
             elif line.startswith(b"data:"):
                 value = line[5:]
                 self.data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                self.event = line[6:].strip()
 
     def _end(self) -> None:
         if not self.sse and self.buffer.strip():
@@ -103,6 +126,7 @@ class Tap(httpx2.AsyncHTTPTransport):
         self.exchanges: List[JSON] = []
         self.wire: List[JSON] = []
         self.session_ids: List[str] = []
+        self.endpoints: List[str] = []  # HTTP+SSE: data of each "endpoint" event
         self.get_opened = anyio.Event()
 
     def record(self, label: str, data: bytes) -> None:
@@ -131,7 +155,8 @@ class Tap(httpx2.AsyncHTTPTransport):
                 pass
         response = await super().handle_async_request(request)
         ctype = response.headers.get("content-type", "")
-        sid = request.headers.get("mcp-session-id") or response.headers.get("mcp-session-id")
+        sid = (request.headers.get("mcp-session-id") or response.headers.get("mcp-session-id")
+               or request.url.params.get("session_id"))  # HTTP+SSE: in the POST URL
         if sid and sid not in self.session_ids:
             self.session_ids.append(sid)
         self.exchanges.append({"request": label, "status": response.status_code,
@@ -192,18 +217,37 @@ class Observer:
 
 
 class Connection:
-    """One SDK client (one MCP session) with its tap and observer."""
+    """
+    One SDK client (one MCP session) with its tap and observer, over
+    Streamable HTTP or, when L{TRANSPORT} is C{"sse"}, over HTTP+SSE.
+    """
 
     def __init__(self, url: str, terminate_on_close: bool = True) -> None:
         self.url = url
         self.tap = Tap()
         self.observer = Observer()
-        self.http = httpx2.AsyncClient(transport=self.tap,
-                                       timeout=httpx2.Timeout(15.0, read=60.0))
+        self.sse_session_ids: List[str] = []
+        self.http: Optional[httpx2.AsyncClient] = None
+        transport: Any
+        if TRANSPORT == "sse":
+            def factory(headers: Optional[Dict[str, str]] = None,
+                        timeout: Optional[httpx2.Timeout] = None,
+                        auth: Optional[httpx2.Auth] = None) -> httpx2.AsyncClient:
+                return httpx2.AsyncClient(transport=self.tap, headers=headers,
+                                          timeout=timeout, auth=auth)
+
+            transport = sse_client(url, timeout=15.0, sse_read_timeout=60.0,
+                                   httpx_client_factory=factory,
+                                   on_session_created=self.sse_session_ids.append)
+        else:
+            self.http = httpx2.AsyncClient(transport=self.tap,
+                                           timeout=httpx2.Timeout(15.0, read=60.0))
+            transport = streamable_http_client(url, http_client=self.http,
+                                               terminate_on_close=terminate_on_close)
+        CONNECTIONS.append(self)
         obs = self.observer
         self.client = Client(
-            streamable_http_client(url, http_client=self.http,
-                                   terminate_on_close=terminate_on_close),
+            transport,
             mode="legacy",
             read_timeout_seconds=30.0,
             sampling_callback=obs.on_sampling,
@@ -215,6 +259,9 @@ class Connection:
         )
 
     async def __aenter__(self) -> "Connection":
+        if self.http is None:  # HTTP+SSE: sse_client opens and closes its own client
+            await self.client.__aenter__()
+            return self
         await self.http.__aenter__()
         try:
             await self.client.__aenter__()
@@ -224,6 +271,9 @@ class Connection:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self.http is None:
+            await self.client.__aexit__(*exc)
+            return
         try:
             await self.client.__aexit__(*exc)
         finally:
@@ -231,7 +281,49 @@ class Connection:
 
     @property
     def session_id(self) -> Optional[str]:
+        if self.sse_session_ids:
+            return self.sse_session_ids[0]
         return self.tap.session_ids[0] if self.tap.session_ids else None
+
+    def sse_report(self) -> JSON:
+        """What this HTTP+SSE connection did on the wire."""
+        return {"endpoint": self.tap.endpoints[0] if self.tap.endpoints else None,
+                "endpoints": len(self.tap.endpoints),
+                "session_id": self.session_id,
+                "gets": [e["status"] for e in self.tap.exchanges if e["request"] == "GET"],
+                "get_content_types": [e["content_type"] for e in self.tap.exchanges
+                                      if e["request"] == "GET"],
+                "posts": [e["status"] for e in self.tap.exchanges
+                          if e["request"].startswith("POST")],
+                "via": sorted({w["via"] for w in self.tap.wire})}
+
+
+def sse_checks(url: str, c: Checks) -> List[JSON]:
+    """
+    The checks every HTTP+SSE scenario shares, over every connection made:
+    one GET answered with an event stream, whose first event announced
+    C{<url minus "sse">messages?session_id=<32 hex>}; every POST got 202;
+    every message came on the SSE stream.
+    """
+    base = urllib.parse.urlsplit(url).path
+    prefix = base[:-len("sse")] if base.endswith("sse") else base
+    pattern = re.compile(re.escape(prefix) + r"messages\?session_id=([0-9a-f]{32})")
+    reports = []
+    for conn in CONNECTIONS:
+        r = conn.sse_report()
+        reports.append(r)
+        match = pattern.fullmatch(r["endpoint"] or "")
+        c.expect(match, f"endpoint event {r['endpoint']!r} is not "
+                        f"{prefix}messages?session_id=<32 hex>")
+        c.expect(r["endpoints"] == 1, f"{r['endpoints']} endpoint events")
+        if match:
+            c.expect(r["session_id"] == match.group(1),
+                     f"session id {r['session_id']!r} differs from the endpoint's")
+        c.expect(r["gets"] == [200] and r["get_content_types"] == ["text/event-stream"],
+                 f"SSE GETs {r['gets']} {r['get_content_types']}")
+        c.expect(r["posts"] and all(s == 202 for s in r["posts"]), f"POST statuses {r['posts']}")
+        c.expect(r["via"] in ([], ["GET"]), f"messages arrived via {r['via']}")
+    return reports
 
 
 def text_of(result: types.CallToolResult) -> str:
@@ -598,14 +690,29 @@ SCENARIOS = {f.__name__: f for f in (basic, progress, sampling, elicitation, roo
 SYNC_SCENARIOS = {"resumption": resumption}
 
 
+#: Scenarios that only make sense over Streamable HTTP.
+HTTP_ONLY = {"delete", "resumption"}
+
+
 def main(argv: List[str]) -> int:
-    if len(argv) != 3 or argv[1] not in {**SCENARIOS, **SYNC_SCENARIOS}:
-        print(f"usage: {argv[0]} {{{','.join([*SCENARIOS, *SYNC_SCENARIOS])}}} URL",
-              file=sys.stderr)
+    global TRANSPORT
+    args = list(argv[1:])
+    transport = os.environ.get("MCPBRIDGE_TRANSPORT") or "http"
+    if len(args) >= 2 and args[0] == "--transport":
+        transport = args[1]
+        del args[:2]
+    elif args and args[0].startswith("--transport="):
+        transport = args.pop(0).partition("=")[2]
+    names = [*SCENARIOS, *SYNC_SCENARIOS]
+    if transport not in ("http", "sse") or len(args) != 2 or args[0] not in names \
+            or (transport == "sse" and args[0] in HTTP_ONLY):
+        print(f"usage: {argv[0]} [--transport {{http,sse}}] {{{','.join(names)}}} URL\n"
+              f"(over sse, not {', '.join(sorted(HTTP_ONLY))})", file=sys.stderr)
         return 2
-    name, url = argv[1], argv[2]
+    TRANSPORT = transport
+    name, url = args
     checks = Checks()
-    out: JSON = {"scenario": name}
+    out: JSON = {"scenario": name, "transport": transport}
     status = 0
     try:
         if name in SYNC_SCENARIOS:
@@ -616,6 +723,8 @@ def main(argv: List[str]) -> int:
                     return await SCENARIOS[name](url, checks)
 
             out.update(anyio.run(run))
+            if transport == "sse":
+                out["sse"] = sse_checks(url, checks)
         status = 1 if checks.errors else 0
     except BaseException as e:  # report anything, including exception groups
         traceback.print_exc()

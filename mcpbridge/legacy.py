@@ -18,24 +18,11 @@ from . import jsonrpc
 from .child import ChildProcess
 from .jsonrpc import Message
 from .logs import logger
+from .sessions import PendingRequest, Requests, SessionError
 from .streams import Connection, Stream, encodeEvent
 
 if TYPE_CHECKING:
     from .sessions import SessionManager
-
-
-class _Pending:
-    """
-    A client request the child has not answered yet.
-    """
-
-    __slots__ = ("id", "method", "progressToken", "timer")
-
-    def __init__(self, id: Any, method: str, progressToken: Any) -> None:
-        self.id = id
-        self.method = method
-        self.progressToken = progressToken
-        self.timer: Any = None
 
 
 class LegacySession:
@@ -64,8 +51,8 @@ class LegacySession:
         self.state = "ready"
         self.initialized = False
         self.lastActivity = self.clock.seconds()
-        self.pending: dict[Any, _Pending] = {}
-        self.progress: dict[Any, _Pending] = {}
+        self.requests = Requests(self.clock, self._timedOut)
+        self.pending = self.requests.pending
         self.stream = Stream(self, 0, None)
         child.label = sessionId
         child.onMessage = self.childMessage
@@ -127,59 +114,32 @@ class LegacySession:
         @raise SessionError: 503 for a request while the bridge drains,
             409 for a request id already in flight.
         """
-        from .sessions import SessionError
-
         self.touch()
-        requests = [m for m in messages if m.isRequest]
-        if requests and not self.manager.accepting:
-            raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
-                               "the bridge is shutting down", retryAfter=5)
-        seen = set()
-        for m in requests:
-            if m.id in self.pending or m.id in seen:
-                raise SessionError(
-                    409, jsonrpc.INVALID_REQUEST,
-                    f"request id {m.id!r} is already in flight in this session", id=m.id)
-            seen.add(m.id)
+        self.requests.check(self.manager, [m for m in messages if m.isRequest])
         for m in messages:
             if m.isRequest:
                 self._track(m)
             elif m.method == "notifications/cancelled":
                 pending = self.pending.get(m.params.get("requestId"))
                 if pending is not None:
-                    self._untrack(pending)
+                    self.requests.untrack(pending)
             if not self.child.send(m):
                 raise SessionError(404, jsonrpc.SERVER_UNAVAILABLE, "session has ended")
 
     def _track(self, message: Message) -> None:
-        method = message.method or ""
-        pending = _Pending(message.id, method, message.progressToken)
-        self.pending[message.id] = pending
-        if pending.progressToken is not None:
-            self.progress[pending.progressToken] = pending
-        if method == "initialize":
+        initialize = message.method == "initialize"
+        if initialize:
             requested = message.params.get("protocolVersion")
             if isinstance(requested, str):
                 self.protocolVersion = requested
-        timeout = (self.config.startupTimeout if method == "initialize"
-                   else self.config.requestTimeout)
-        if timeout > 0:
-            pending.timer = self.clock.callLater(timeout, self._timedOut, pending, timeout)
+        self.requests.track(message, self.stream, self.config.startupTimeout if initialize
+                            else self.config.requestTimeout)
 
-    def _untrack(self, pending: _Pending) -> None:
-        self.pending.pop(pending.id, None)
-        if pending.progressToken is not None:
-            self.progress.pop(pending.progressToken, None)
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        pending.timer = None
-
-    def _fail(self, pending: _Pending, code: int, message: str) -> None:
-        self._untrack(pending)
+    def _fail(self, pending: PendingRequest, code: int, message: str) -> None:
+        self.requests.untrack(pending)
         self.stream.send(jsonrpc.errorMessage(pending.id, code, message))
 
-    def _timedOut(self, pending: _Pending, timeout: float) -> None:
-        pending.timer = None
+    def _timedOut(self, pending: PendingRequest, timeout: float) -> None:
         self.log.warn("SSE session {session}: request {id} ({method}) timed out after "
                       "{timeout} s", session=self.id, id=pending.id, method=pending.method,
                       timeout=timeout)
@@ -197,13 +157,11 @@ class LegacySession:
                 self.log.debug("SSE session {session}: response to unknown or cancelled "
                                "request {id} dropped", session=self.id, id=obj.get("id"))
                 return
-            self._untrack(pending)
+            self.requests.untrack(pending)
             if pending.method == "initialize":
                 self._initialized(message)
         elif obj["method"] == "notifications/progress":
-            pending = self.progress.get(message.params.get("progressToken"))
-            if pending is not None and pending.timer is not None and pending.timer.active():
-                pending.timer.reset(self.config.requestTimeout)
+            self.requests.progressed(message, self.config.requestTimeout)
         self.stream.send(message)
 
     def _initialized(self, message: Message) -> None:

@@ -90,7 +90,7 @@ class SessionError(Exception):
         self.id = id
 
 
-class _Pending:
+class PendingRequest:
     """
     A client request the child has not answered yet.
     """
@@ -103,6 +103,70 @@ class _Pending:
         self.progressToken = progressToken
         self.timer: Any = None
         self.method = method
+
+
+class Requests:
+    """
+    The client requests of one session that its child has not answered:
+    by id, by progress token, each with its timeout.
+
+    @ivar onTimeout: called with a request and its timeout when it is up.
+    """
+
+    def __init__(self, clock: Any, onTimeout: Callable[[PendingRequest, float], None]) -> None:
+        self.clock = clock
+        self.onTimeout = onTimeout
+        self.pending: dict[Any, PendingRequest] = {}
+        self.progress: dict[Any, PendingRequest] = {}
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def check(self, manager: "SessionManager", requests: list[Message]) -> None:
+        """
+        @raise SessionError: 503 for requests while the bridge drains, 409
+            for an id already in flight (or given twice).
+        """
+        if requests and not manager.accepting:
+            raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
+                               "the bridge is shutting down", retryAfter=5)
+        seen = set()
+        for m in requests:
+            if m.id in self.pending or m.id in seen:
+                raise SessionError(
+                    409, jsonrpc.INVALID_REQUEST,
+                    f"request id {m.id!r} is already in flight in this session", id=m.id)
+            seen.add(m.id)
+
+    def track(self, message: Message, stream: Stream, timeout: float) -> PendingRequest:
+        pending = PendingRequest(message.id, stream, message.progressToken, message.method or "")
+        self.pending[message.id] = pending
+        if pending.progressToken is not None:
+            self.progress[pending.progressToken] = pending
+        if timeout > 0:
+            pending.timer = self.clock.callLater(timeout, self._timedOut, pending, timeout)
+        return pending
+
+    def _timedOut(self, pending: PendingRequest, timeout: float) -> None:
+        pending.timer = None
+        self.onTimeout(pending, timeout)
+
+    def untrack(self, pending: PendingRequest) -> None:
+        self.pending.pop(pending.id, None)
+        if pending.progressToken is not None:
+            self.progress.pop(pending.progressToken, None)
+        if pending.timer is not None and pending.timer.active():
+            pending.timer.cancel()
+        pending.timer = None
+
+    def progressed(self, message: Message, timeout: float) -> Optional[PendingRequest]:
+        """
+        The request a progress notification is for, its clock restarted.
+        """
+        pending = self.progress.get(message.params.get("progressToken"))
+        if pending is not None and pending.timer is not None and pending.timer.active():
+            pending.timer.reset(timeout)
+        return pending
 
 
 class Session:
@@ -125,8 +189,8 @@ class Session:
         self.protocolVersion = DEFAULT_VERSION
         self.state = "starting"
         self.lastActivity = self.clock.seconds()
-        self.pending: dict[Any, _Pending] = {}
-        self.progress: dict[Any, _Pending] = {}
+        self.requests = Requests(self.clock, self._timedOut)
+        self.pending = self.requests.pending
         self.serverRequests: dict[Any, Stream] = {}
         self.streams: dict[int, Stream] = {}
         self.getStream: Stream = Stream(self, 0, None)
@@ -235,7 +299,7 @@ class Session:
         """
         connection.headers[b"mcp-session-id"] = self.id.encode("ascii")
         stream = self._newStream(connection, [message.id], batch=False)
-        pending = self._track(message, stream, self.config.startupTimeout)
+        pending = self.requests.track(message, stream, self.config.startupTimeout)
         requested = message.params.get("protocolVersion")
         if isinstance(requested, str) and requested in SESSION_VERSIONS:
             self.protocolVersion = requested
@@ -255,23 +319,14 @@ class Session:
         """
         self.touch()
         requests = [m for m in messages if m.isRequest]
-        if requests and not self.manager.accepting:
-            raise SessionError(503, jsonrpc.SERVER_UNAVAILABLE,
-                               "the bridge is shutting down", retryAfter=5)
-        seen = set()
-        for m in requests:
-            if m.id in self.pending or m.id in seen:
-                raise SessionError(
-                    409, jsonrpc.INVALID_REQUEST,
-                    f"request id {m.id!r} is already in flight in this session")
-            seen.add(m.id)
+        self.requests.check(self.manager, requests)
         stream = None
         if requests:
             stream = self._newStream(connection, [m.id for m in requests], batch)
         for m in messages:
             if m.isRequest:
                 assert stream is not None
-                self._track(m, stream, self.config.requestTimeout)
+                self.requests.track(m, stream, self.config.requestTimeout)
             elif m.isResponse:
                 self.serverRequests.pop(m.id, None)
             elif m.method == "notifications/cancelled":
@@ -280,32 +335,14 @@ class Session:
                 raise SessionError(404, jsonrpc.SERVER_UNAVAILABLE, "session has ended")
         return stream
 
-    def _track(self, message: Message, stream: Stream, timeout: float) -> _Pending:
-        pending = _Pending(message.id, stream, message.progressToken, message.method or "")
-        self.pending[message.id] = pending
-        if pending.progressToken is not None:
-            self.progress[pending.progressToken] = pending
-        if timeout > 0:
-            pending.timer = self.clock.callLater(timeout, self._timedOut, pending, timeout)
-        return pending
-
-    def _untrack(self, pending: _Pending) -> None:
-        self.pending.pop(pending.id, None)
-        if pending.progressToken is not None:
-            self.progress.pop(pending.progressToken, None)
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        pending.timer = None
-
     def _clientCancelled(self, message: Message) -> None:
         requestId = message.params.get("requestId")
         pending = self.pending.get(requestId)
         if pending is not None:
-            self._untrack(pending)
+            self.requests.untrack(pending)
             pending.stream.abandon(requestId)
 
-    def _timedOut(self, pending: _Pending, timeout: float) -> None:
-        pending.timer = None
+    def _timedOut(self, pending: PendingRequest, timeout: float) -> None:
         if pending.method == "initialize":
             self.log.warn("session {session}: the MCP server did not answer initialize "
                           "within {timeout} s", session=self.id, timeout=timeout)
@@ -321,8 +358,8 @@ class Session:
         self.child.send(jsonrpc.cancelledNotification(
             pending.id, "timed out in the bridge"))
 
-    def _fail(self, pending: _Pending, status: int, code: int, message: str) -> None:
-        self._untrack(pending)
+    def _fail(self, pending: PendingRequest, status: int, code: int, message: str) -> None:
+        self.requests.untrack(pending)
         pending.stream.respond(pending.id, jsonrpc.errorMessage(pending.id, code, message),
                                status)
 
@@ -381,7 +418,7 @@ class Session:
                     self.log.debug("session {session}: response to unknown or cancelled "
                                    "request {id} dropped", session=self.id, id=obj["id"])
                     return
-                self._untrack(pending)
+                self.requests.untrack(pending)
                 if pending.method == "initialize":
                     self._initialized(pending, message)
                     return
@@ -398,12 +435,9 @@ class Session:
             return
         stream = None
         if method == "notifications/progress":
-            token = message.params.get("progressToken")
-            pending = self.progress.get(token)
+            pending = self.requests.progressed(message, self.config.requestTimeout)
             if pending is not None:
                 stream = pending.stream
-                if pending.timer is not None and pending.timer.active():
-                    pending.timer.reset(self.config.requestTimeout)
         elif method == "notifications/cancelled":
             stream = self.serverRequests.pop(message.params.get("requestId"), None)
         if stream is None:
@@ -422,7 +456,7 @@ class Session:
             return self.getStream
         return None
 
-    def _initialized(self, pending: _Pending, message: Message) -> None:
+    def _initialized(self, pending: PendingRequest, message: Message) -> None:
         result = message.obj.get("result")
         if not isinstance(result, dict):
             self._dropSessionHeader(pending.stream)

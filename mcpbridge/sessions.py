@@ -283,15 +283,6 @@ class Session:
 
     # Client to child.
 
-    def start(self) -> None:
-        """
-        Start the child process.
-
-        @raise ChildStartError: when it cannot be started.
-        """
-        if self.child.state == "new":
-            self.child.start()
-
     def initialize(self, message: Message, connection: Connection) -> None:
         """
         Send the client's C{initialize} to the new child; the answer goes
@@ -712,14 +703,24 @@ class SessionManager(Service):
         """
         self._admit()
         session = Session(self, secrets.token_hex(16), self._takeSpare())
-        try:
-            session.start()
-        except ChildStartError as e:
-            self.startFailed(f"cannot start a session: {e}")
-            raise SessionError(502, jsonrpc.SERVER_UNAVAILABLE,
-                               f"The MCP server could not be started: {e}") from e
+        self._startChild(session.child, "a session")
         self.starting.add(session)
         return session
+
+    def _startChild(self, child: ChildProcess, what: str) -> None:
+        """
+        Start C{child} unless it is a spare that runs already.
+
+        @raise SessionError: 502 when it cannot be started.
+        """
+        if child.state != "new":
+            return
+        try:
+            child.start()
+        except ChildStartError as e:
+            self.startFailed(f"cannot start {what}: {e}")
+            raise SessionError(502, jsonrpc.SERVER_UNAVAILABLE,
+                               f"The MCP server could not be started: {e}") from e
 
     def createLegacy(self, messagesPath: bytes) -> LegacySession:
         """
@@ -736,13 +737,7 @@ class SessionManager(Service):
         sessionId = secrets.token_hex(16)
         child = self._takeSpare() or self.newChild(sessionId)
         session = LegacySession(self, sessionId, child, messagesPath)
-        if child.state == "new":
-            try:
-                child.start()
-            except ChildStartError as e:
-                self.startFailed(f"cannot start an SSE session: {e}")
-                raise SessionError(502, jsonrpc.SERVER_UNAVAILABLE,
-                                   f"The MCP server could not be started: {e}") from e
+        self._startChild(child, "an SSE session")
         self.legacy[sessionId] = session
         return session
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 #: The project root (the directory holding ``mcpbridge/`` and ``tests/``).
@@ -163,17 +164,20 @@ def http_request(port: int, method: str, path: str, body: Optional[bytes] = None
 
 def read_sse_event(response: http.client.HTTPResponse, deadline: float) -> Optional[Dict[str, Any]]:
     """
-    The next SSE event of C{response} as C{{"id", "data", "retry"}}, or
-    L{None} at the end of the stream; comments are skipped.  Each read is
+    The next SSE event of C{response} as C{{"event", "id", "data",
+    "retry"}}, or L{None} at the end of the stream (or a broken connection); comments are skipped.  Each read is
     bounded by the connection's socket timeout.
 
     @raise TimeoutError: when C{deadline} (a C{time.monotonic()} value)
         passes first.
     """
-    event: Dict[str, Any] = {"id": None, "data": [], "retry": None}
+    event: Dict[str, Any] = {"event": "message", "id": None, "data": [], "retry": None}
     seen = False
     while time.monotonic() < deadline:
-        line = response.readline()
+        try:
+            line = response.readline()
+        except (ConnectionError, http.client.IncompleteRead):
+            line = b""
         if not line:
             return None
         line = line.rstrip(b"\r\n")
@@ -189,7 +193,7 @@ def read_sse_event(response: http.client.HTTPResponse, deadline: float) -> Optio
         seen = True
         if name == "data":
             event["data"].append(value)
-        elif name in ("id", "retry"):
+        elif name in ("event", "id", "retry"):
             event[name] = value
     raise TimeoutError("no complete SSE event before the deadline")
 
@@ -415,3 +419,31 @@ def run_json(argv: Sequence[str], timeout: float = 60.0,
 def _read(path: str) -> str:
     with open(path, "rb") as f:
         return f.read().decode("utf-8", "replace")
+
+
+class BridgeTestCase(unittest.TestCase):
+    """
+    Start bridges that are stopped, and checked for leaks, at cleanup.
+
+    @cvar bridge_options: options every bridge of the class gets first.
+    """
+
+    bridge_options: Sequence[str] = ()
+    #: Seconds a bridge's processes get to be gone after it stopped.
+    gone_timeout = 10.0
+
+    def start_bridge(self, command: Sequence[str], options: Sequence[str] = (),
+                     check_leaks: bool = True) -> Bridge:
+        bridge = Bridge(command, [*self.bridge_options, *options]).start()
+        self.addCleanup(self._stop, bridge, check_leaks)
+        return bridge
+
+    def _stop(self, bridge: Bridge, check_leaks: bool) -> None:
+        if bridge.returncode is not None:
+            return
+        snap = snapshot(bridge.children())
+        log = bridge.stop()
+        if check_leaks:
+            left = wait_until(lambda: not still_alive(snap), self.gone_timeout)
+            self.assertTrue(left, f"processes {still_alive(snap)} of the bridge outlived it; "
+                                  f"its log:\n{log[-3000:]}")

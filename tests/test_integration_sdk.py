@@ -27,8 +27,9 @@ import socket
 import sys
 import time
 import unittest
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
+from tests import support
 from tests.support import (
     FEATURE_SERVER, HOST, PYTHON_CLIENT, ROOT, TS_CLIENT, Bridge, http_request, read_sse_event,
     run_json, snapshot, still_alive, wait_until)
@@ -72,24 +73,8 @@ def open_session(testcase: unittest.TestCase, bridge: Bridge,
     return session
 
 
-class BridgeTestCase(unittest.TestCase):
-    """Start bridges that are stopped, and checked for leaks, at cleanup."""
-
-    def start_bridge(self, command: Sequence[str], options: Sequence[str] = (),
-                     check_leaks: bool = True) -> Bridge:
-        bridge = Bridge(command, options).start()
-        self.addCleanup(self._stop, bridge, check_leaks)
-        return bridge
-
-    def _stop(self, bridge: Bridge, check_leaks: bool) -> None:
-        if bridge.returncode is not None:
-            return
-        snap = snapshot(bridge.children())
-        log = bridge.stop()
-        if check_leaks:
-            left = wait_until(lambda: not still_alive(snap), GONE_TIMEOUT)
-            self.assertTrue(left, f"processes {still_alive(snap)} of the bridge outlived it; "
-                                  f"its log:\n{log[-3000:]}")
+class BridgeTestCase(support.BridgeTestCase):
+    """Bridges stopped and checked for leaks at cleanup, and client scenarios."""
 
     def scenario(self, bridge: Bridge, name: str, **kw: Any) -> Dict[str, Any]:
         """Run one python_client.py scenario; fail with everything it said."""

@@ -41,12 +41,12 @@ import sys
 import time
 import unittest
 import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from tests.jstools import jsTools
 from tests.support import (
-    FEATURE_SERVER, HOST, PYTHON_CLIENT, ROOT, TS_CLIENT, Bridge, http_request, run_json,
-    snapshot, still_alive, wait_until)
+    FEATURE_SERVER, HOST, PYTHON_CLIENT, ROOT, TS_CLIENT, Bridge, BridgeTestCase, http_request,
+    read_sse_event, run_json, snapshot, still_alive, wait_until)
 
 MISBEHAVING = os.path.join(ROOT, "tests", "servers", "misbehaving.py")
 
@@ -141,32 +141,10 @@ class RawSSE:
 
         @raise TimeoutError: when C{deadline} or the socket timeout passes.
         """
-        event: Dict[str, Any] = {"event": "message", "data": [], "id": None}
-        seen = False
-        while time.monotonic() < deadline:
-            try:
-                line = self.response.readline()
-            except (ConnectionError, http.client.IncompleteRead):
-                line = b""
-            if not line:
-                self.ended = True
-                return None
-            line = line.rstrip(b"\r\n")
-            if not line:
-                if seen:
-                    event["data"] = "\n".join(event["data"])
-                    return event
-                continue
-            if line.startswith(b":"):
-                continue
-            name, _, value = line.decode("utf-8").partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            seen = True
-            if name == "data":
-                event["data"].append(value)
-            elif name in ("event", "id"):
-                event[name] = value
-        raise TimeoutError("no complete SSE event before the deadline")
+        event = read_sse_event(self.response, deadline)
+        if event is None:
+            self.ended = True
+        return event
 
     def next_message(self, deadline: float) -> Dict[str, Any]:
         """
@@ -283,24 +261,10 @@ def _text(response: Dict[str, Any]) -> str:
 
 # ------------------------------------------------------------- the tests ---
 
-class SSETestCase(unittest.TestCase):
-    """Start bridges that are stopped, and checked for leaks, at cleanup."""
+class SSETestCase(BridgeTestCase):
+    """Bridges without a stateless pool, stopped and checked for leaks at cleanup."""
 
-    def start_bridge(self, command: Sequence[str], options: Sequence[str] = (),
-                     check_leaks: bool = True) -> Bridge:
-        bridge = Bridge(command, [*NO_POOL, *options]).start()
-        self.addCleanup(self._stop, bridge, check_leaks)
-        return bridge
-
-    def _stop(self, bridge: Bridge, check_leaks: bool) -> None:
-        if bridge.returncode is not None:
-            return
-        snap = snapshot(bridge.children())
-        log = bridge.stop()
-        if check_leaks:
-            left = wait_until(lambda: not still_alive(snap), GONE_TIMEOUT)
-            self.assertTrue(left, f"processes {still_alive(snap)} of the bridge outlived it; "
-                                  f"its log:\n{log[-3000:]}")
+    bridge_options = NO_POOL
 
     def open_sse(self, bridge: Bridge, path: str = "/sse") -> RawSSE:
         sse = RawSSE(bridge.port, path)

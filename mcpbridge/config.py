@@ -283,7 +283,6 @@ SERVER_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "pool-size": nonNegative(int),
     "pool-concurrency": nonNegative(int),
     "pool-queue": nonNegative(int),
-    "write-buffer-size": size,
     "stateless": flag,
     "shell": flag,
     "pass-environment": flag,
@@ -292,9 +291,11 @@ SERVER_OPTIONS: dict[str, Callable[[Any], Any]] = {
 #: The options allowed only in the top-level C{"options"} object, besides
 #: L{SERVER_OPTIONS}: C{port} (an endpoint description or a list of them;
 #: coerced to a list), C{log-level} (debug, info, warn, error; lower-cased),
-#: C{log-format} (text, json), C{log-file} and C{cwd} (paths).
+#: C{log-format} (text, json), C{log-file} and C{cwd} (paths), and
+#: C{write-buffer-size} (it belongs to the one HTTP server all servers share).
 GLOBAL_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "port": _endpoints,
+    "write-buffer-size": size,
     "log-level": _logLevel,
     "log-format": _logFormat,
     "log-file": _path,

@@ -205,14 +205,14 @@ class OptionTablesTests(SynchronousTestCase):
             "idle-timeout", "request-timeout", "startup-timeout", "max-sessions",
             "heartbeat", "max-message-size", "history-size", "stdin-grace", "term-grace",
             "drain-timeout", "spares", "pool-size", "pool-concurrency", "pool-queue",
-            "write-buffer-size", "stateless", "shell", "pass-environment"})
+            "stateless", "shell", "pass-environment"})
 
     def test_globalOptionNames(self) -> None:
         """
         Exactly the documented options are global only.
         """
         self.assertEqual(set(GLOBAL_OPTIONS), {"port", "log-level", "log-format",
-                                               "log-file", "cwd"})
+                                               "log-file", "cwd", "write-buffer-size"})
 
     def test_serverCoercers(self) -> None:
         """
@@ -222,7 +222,8 @@ class OptionTablesTests(SynchronousTestCase):
         self.assertEqual(SERVER_OPTIONS["max-sessions"]("5"), 5)
         self.assertRaises(ValueError, SERVER_OPTIONS["max-sessions"], "5.5")
         self.assertEqual(SERVER_OPTIONS["history-size"]("1K"), 1024)
-        self.assertEqual(SERVER_OPTIONS["write-buffer-size"]("1M"), 1024**2)
+        self.assertEqual(GLOBAL_OPTIONS["write-buffer-size"]("1M"), 1024**2)
+        self.assertRaises(ValueError, GLOBAL_OPTIONS["write-buffer-size"], "0")
         self.assertIs(SERVER_OPTIONS["stateless"]("yes"), True)
         for name in ("idle-timeout", "request-timeout", "startup-timeout", "heartbeat",
                      "stdin-grace", "term-grace", "drain-timeout"):
@@ -232,7 +233,7 @@ class OptionTablesTests(SynchronousTestCase):
                      "pool-queue"):
             self.assertEqual(SERVER_OPTIONS[name]("0"), 0, name)
             self.assertRaises(ValueError, SERVER_OPTIONS[name], "-1")
-        for name in ("max-message-size", "history-size", "write-buffer-size"):
+        for name in ("max-message-size", "history-size"):
             self.assertRaises(ValueError, SERVER_OPTIONS[name], "0")
         for name in ("stateless", "shell", "pass-environment"):
             self.assertIs(SERVER_OPTIONS[name]("off"), False)

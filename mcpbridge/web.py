@@ -116,10 +116,14 @@ class BridgeApp:
         return errorBody(request, e.status, e.code, e.message, id=e.id,
                          retryAfter=e.retryAfter, data=e.data)
 
-    def _server(self, name: Optional[str]) -> BridgedServer:
+    def _server(self, request: IRequest, name: Optional[str]) -> BridgedServer:
         """
-        @raise SessionError: 404 for a server this bridge does not serve.
+        The server a request is for, once its Host and Origin passed.
+
+        @raise SessionError: 421 or 403 from the guard, 404 for a server
+            this bridge does not serve.
         """
+        self._guard(request)
         server = self.servers.get(name)
         if server is None:
             what = "no default server" if name is None else f"no server named {name!r}"
@@ -149,27 +153,18 @@ class BridgeApp:
             return None
         return server.manager.get(header.decode("ascii", "replace"))
 
-    def _isModern(self, request: IRequest, server: BridgedServer, body: Any = None) -> bool:
+    def _session(self, request: IRequest, live: Optional[Session]) -> Session:
         """
-        Whether a request belongs to the stateless era.  A live session id
-        means the session era whatever the version header says, so that
-        session's client hears that its version is wrong.
-        """
-        return self._live(request, server) is None and modern.isModern(request, body)
-
-    def _session(self, request: IRequest, server: BridgedServer) -> Session:
-        """
-        The session a request names.
+        The session a request names, given what L{_live} found.
 
         @raise SessionError: 400 without a session id, 404 for an unknown one,
             400 for an C{MCP-Protocol-Version} other than the session's or a
             session-era one.
         """
-        header = request.getHeader(b"mcp-session-id")
-        if header is None:
+        session = live
+        if session is None and request.getHeader(b"mcp-session-id") is None:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Bad Request: Mcp-Session-Id header is required")
-        session = server.manager.get(header.decode("ascii", "replace"))
         if session is None:
             raise SessionError(404, jsonrpc.INVALID_REQUEST,
                                "Session not found: it ended or never existed; initialize again")
@@ -185,8 +180,7 @@ class BridgeApp:
     @app.route("/mcp", methods=["POST"])
     @app.route("/servers/<name>/mcp", methods=["POST"])
     def post(self, request: IRequest, name: Optional[str] = None) -> Any:
-        self._guard(request)
-        server = self._server(name)
+        server = self._server(request, name)
         if not _accepts(request, _JSON, _SSE):
             raise SessionError(406, jsonrpc.INVALID_REQUEST, "Not Acceptable: Accept must "
                                "list application/json and text/event-stream")
@@ -196,7 +190,10 @@ class BridgeApp:
                                "Unsupported Media Type: Content-Type must be application/json")
         parsed, messages, batch = _readMessages(request)
 
-        if self._isModern(request, server, parsed):
+        # A live session id means the session era whatever the version
+        # header says, so that session's client hears its version is wrong.
+        live = self._live(request, server)
+        if live is None and modern.isModern(request, parsed):
             return self._modernPost(request, server.pool, messages, batch)
         if any(m.method == "initialize" and m.isRequest for m in messages):
             if batch:
@@ -206,7 +203,7 @@ class BridgeApp:
         if server.stateless is not None:
             return self._statelessPost(request, server.stateless, messages, batch)
 
-        session = self._session(request, server)
+        session = self._session(request, live)
         if batch and session.protocolVersion != "2025-03-26":
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
@@ -272,13 +269,14 @@ class BridgeApp:
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
         return self._submit(request, pool.submit, messages, batch)
 
-    def _noStreams(self, request: IRequest, server: BridgedServer) -> None:
+    def _noStreams(self, request: IRequest, server: BridgedServer,
+                   live: Optional[Session]) -> None:
         """
         @raise SessionError: 405 for a GET or DELETE of the stateless era,
             or of the session era under C{--stateless}: no session has
             streams to open or to end.
         """
-        if server.stateless is not None or self._isModern(request, server):
+        if server.stateless is not None or (live is None and modern.isModern(request)):
             raise SessionError(405, jsonrpc.INVALID_REQUEST,
                                f"Method Not Allowed: {request.method.decode()} /mcp; "
                                f"stateless requests use POST only")
@@ -300,13 +298,13 @@ class BridgeApp:
     @app.route("/mcp", methods=["GET"])
     @app.route("/servers/<name>/mcp", methods=["GET"])
     def get(self, request: IRequest, name: Optional[str] = None) -> Any:
-        self._guard(request)
-        server = self._server(name)
-        self._noStreams(request, server)
+        server = self._server(request, name)
+        live = self._live(request, server)
+        self._noStreams(request, server, live)
         if not _accepts(request, _SSE):
             raise SessionError(406, jsonrpc.INVALID_REQUEST,
                                "Not Acceptable: Accept must list text/event-stream")
-        session = self._session(request, server)
+        session = self._session(request, live)
         lastEventId = request.getHeader(b"last-event-id")
         self.log.debug("session {session}: GET stream (Last-Event-ID {last!r})",
                        session=session.id, last=lastEventId)
@@ -324,10 +322,10 @@ class BridgeApp:
     @app.route("/mcp", methods=["DELETE"])
     @app.route("/servers/<name>/mcp", methods=["DELETE"])
     def delete(self, request: IRequest, name: Optional[str] = None) -> Any:
-        self._guard(request)
-        server = self._server(name)
-        self._noStreams(request, server)
-        server.manager.end(self._session(request, server), "closed by the client (DELETE)")
+        server = self._server(request, name)
+        live = self._live(request, server)
+        self._noStreams(request, server, live)
+        server.manager.end(self._session(request, live), "closed by the client (DELETE)")
         return _empty(request, 204)
 
     # The HTTP+SSE transport (2024-11-05).
@@ -339,8 +337,7 @@ class BridgeApp:
         Open an HTTP+SSE session: a new child, and a stream whose first
         event names where to POST.
         """
-        self._guard(request)
-        server = self._server(name)
+        server = self._server(request, name)
         prefix = b"" if name is None else b"/servers/" + name.encode("utf-8")
         session = server.manager.createLegacy(prefix + b"/messages")
         connection = Connection(request, self.clock)
@@ -356,8 +353,7 @@ class BridgeApp:
         """
         A message of an HTTP+SSE session: 202, the answer goes on its stream.
         """
-        self._guard(request)
-        server = self._server(name)
+        server = self._server(request, name)
         args = request.args
         ids = args.get(b"session_id") or args.get(b"sessionId")
         if not ids:

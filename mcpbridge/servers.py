@@ -75,16 +75,11 @@ class BridgedServer(MultiService):
         A server and its services, as C{spec} says.
         """
         manager = SessionManager(spec.command, spec.sessions, reactor, spawn, killpg)
-        pool = ChildPool(MODERN, spec.command, spec.pool, reactor, manager.spawn,
-                         manager.killpg)
-        stateless = None
+        server = cls(spec.name, manager, _newPool(MODERN, spec, manager), None, spec)
+        manager.setServiceParent(server)
+        server.pool.setServiceParent(server)
         if spec.stateless:
-            stateless = ChildPool(SESSION, spec.command, spec.pool, reactor, manager.spawn,
-                                  manager.killpg)
-        server = cls(spec.name, manager, pool, stateless, spec)
-        for service in (manager, pool, stateless):
-            if service is not None:
-                service.setServiceParent(server)
+            server.stateless = server._newPool(SESSION, spec)
         return server
 
     def startService(self) -> None:
@@ -144,33 +139,22 @@ class BridgedServer(MultiService):
         if (old.command, old.sessions) != (spec.command, spec.sessions):
             manager.reconfigure(spec.command, spec.sessions)
             if old.command != spec.command:
-                manager.lastStartOk = None
-                manager.lastError = None
                 self.checkCommand()
         poolChanged = (old.command, old.pool) != (spec.command, spec.pool)
         if poolChanged:
-            self._retire(self.pool)
+            retire(self, self.pool)
             self.pool = self._newPool(MODERN, spec)
         if poolChanged or old.stateless != spec.stateless:
             if self.stateless is not None:
-                self._retire(self.stateless)
+                retire(self, self.stateless)
                 self.stateless = None
             if spec.stateless:
                 self.stateless = self._newPool(SESSION, spec)
 
     def _newPool(self, era: str, spec: ServerSpec) -> ChildPool:
-        pool = ChildPool(era, spec.command, spec.pool, self.manager.reactor,
-                         self.manager.spawn, self.manager.killpg)
+        pool = _newPool(era, spec, self.manager)
         pool.setServiceParent(self)
         return pool
-
-    def _retire(self, pool: ChildPool) -> None:
-        def stop(_: Any) -> Any:
-            if pool in self:
-                return self.removeService(pool)
-            return None
-
-        pool.drain().addCallback(stop)
 
     def status(self) -> dict[str, Any]:
         """
@@ -190,6 +174,28 @@ class BridgedServer(MultiService):
             report["stateless_sessions"] = self.stateless.status()
         report["last_error"] = self.lastError
         return report
+
+
+def _newPool(era: str, spec: ServerSpec, manager: SessionManager) -> ChildPool:
+    """
+    A pool of C{era} for C{spec}, spawning children the way C{manager} does.
+    """
+    return ChildPool(era, spec.command, spec.pool, manager.reactor, manager.spawn,
+                     manager.killpg)
+
+
+def retire(parent: MultiService, service: Any) -> "Deferred[Any]":
+    """
+    Let C{service} (a server, a manager or a pool) drain, then stop it and
+    take it from C{parent}.
+
+    @return: fires once it has stopped.
+    """
+    def stop(_: Any) -> Any:
+        return parent.removeService(service) if service in parent else None
+
+    d: Deferred[Any] = service.drain()
+    return d.addCallback(stop)
 
 
 class Servers:

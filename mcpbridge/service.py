@@ -15,7 +15,7 @@ from twisted.python.components import Componentized
 
 from .config import ConfigError
 from .logs import logger
-from .servers import BridgedServer, Servers, ServerSpec
+from .servers import BridgedServer, Servers, ServerSpec, retire
 
 log = logger("mcpbridge.service")
 
@@ -72,14 +72,11 @@ class BridgeService(MultiService):
             return
         server.manager.stopReason = "its server was removed from the configuration"
 
-        def stop(_: Any) -> Any:
-            return self.removeService(server) if server in self else None
-
         def forget(result: Any) -> Any:
             self._retiring.discard(d)
             return result
 
-        d: Deferred[Any] = server.drain().addCallback(stop)
+        d = retire(self, server)
         self._retiring.add(d)
         d.addBoth(forget)
 

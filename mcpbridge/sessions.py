@@ -179,6 +179,7 @@ class Session:
     """
 
     log = logger("mcpbridge.session")
+    transport = "streamable-http"
 
     def __init__(self, manager: "SessionManager", sessionId: str,
                  child: Optional[ChildProcess] = None) -> None:
@@ -591,17 +592,21 @@ class SessionManager(Service):
         def endAll(_: Any) -> "Deferred[Any]":
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
-            everyone: list[Union[Session, LegacySession]] = [
-                *self.sessions.values(), *self.starting, *self.legacy.values()]
+            everyone = [*self._live(), *self.starting]
             ends = [s.terminate(self.stopReason) for s in everyone]
             ends += [s.child.whenFinished() for s in list(self.closing)]
             return DeferredList(ends + ds)
 
         return d.addCallback(endAll)
 
+    def _live(self) -> list[Union[Session, LegacySession]]:
+        """
+        The sessions that started, of both transports.
+        """
+        return [*self.sessions.values(), *self.legacy.values()]
+
     def _inFlight(self) -> int:
-        return (sum(len(s.pending) for s in self.sessions.values()) + len(self.starting)
-                + sum(len(s.pending) for s in self.legacy.values()))
+        return sum(len(s.pending) for s in self._live()) + len(self.starting)
 
     def reconfigure(self, command: CommandSpec, config: SessionConfig) -> None:
         """
@@ -609,6 +614,10 @@ class SessionManager(Service):
         exist keep their children and their settings.  Spares of the old
         command are stopped and replaced.
         """
+        if command != self.command:
+            # What was learnt of the old command says nothing of the new one.
+            self.lastStartOk = None
+            self.lastError = None
         self.command = command
         self.config = config
         spares, self.spares = self.spares, []
@@ -790,28 +799,20 @@ class SessionManager(Service):
         now = self.reactor.seconds()
         idleTimeout = self.config.idleTimeout
         beat = self.config.heartbeatInterval
-        for session in list(self.sessions.values()):
+        for session in self._live():
             if idleTimeout > 0 and session.idle and now - session.lastActivity >= idleTimeout:
                 self.end(session, f"idle for {idleTimeout:g} s")
                 continue
             for conn in session.liveConnections():
-                conn.keepAlive(now, beat)
-        for legacy in list(self.legacy.values()):
-            for conn in legacy.liveConnections():
                 conn.keepAlive(now, beat)
 
     def status(self) -> dict[str, Any]:
         """
         What C{/health} reports.
         """
-        children = []
-        for s in list(self.sessions.values()) + list(self.starting):
-            children.append({"session": s.id[:8], "pid": s.child.pid, "state": s.child.state,
-                             "session_state": s.state, "transport": "streamable-http"})
-        for legacy in self.legacy.values():
-            children.append({"session": legacy.id[:8], "pid": legacy.child.pid,
-                             "state": legacy.child.state, "session_state": legacy.state,
-                             "transport": "sse"})
+        children = [{"session": s.id[:8], "pid": s.child.pid, "state": s.child.state,
+                     "session_state": s.state, "transport": s.transport}
+                    for s in [*self._live(), *self.starting]]
         return {
             "sessions": len(self.sessions),
             "sse_sessions": len(self.legacy),

@@ -379,35 +379,41 @@ class BridgeApp:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return b"Accepted"
 
+    def _summary(self) -> tuple[bool, dict[str, Any]]:
+        """
+        Whether every server takes requests and can start its children, and
+        the report's common head.
+        """
+        servers = list(self.servers)
+        accepting = all(s.manager.accepting for s in servers)
+        healthy = accepting and all(s.healthy for s in servers)
+        return healthy, {
+            "status": "ok" if healthy else ("failing" if accepting else "stopping"),
+            "version": __version__,
+            "uptime": round(self.clock.seconds() - self.started, 3),
+        }
+
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> Any:
         """
         200 while every server can start its children, else 503; with the
         default server's details at the top level, and a line per server.
         """
-        servers = list(self.servers)
-        accepting = all(s.manager.accepting for s in servers)
-        healthy = accepting and all(s.healthy for s in servers)
-        report: dict[str, Any] = {
-            "status": "ok" if healthy else ("failing" if accepting else "stopping"),
-            "version": __version__,
-            "uptime": round(self.clock.seconds() - self.started, 3),
-        }
+        healthy, report = self._summary()
         default = self.servers.default
         if default is not None:
-            report.update(default.manager.status())
-            report["stateless"] = default.pool.status()
-            if default.stateless is not None:
-                report["stateless_sessions"] = default.stateless.status()
-            report["last_error"] = default.lastError
+            details = default.status()
+            del details["name"], details["status"]
+            report.update(details)
         else:
-            report["last_error"] = next((s.lastError for s in servers if s.lastError), None)
+            report["last_error"] = next((s.lastError for s in self.servers if s.lastError),
+                                        None)
         report["servers"] = {
             s.label: {"status": "ok" if s.healthy else "failing",
                       "sessions": len(s.manager.sessions),
                       "sse_sessions": len(s.manager.legacy),
                       "last_error": s.lastError}
-            for s in servers}
+            for s in self.servers}
         return _report(request, report, 200 if healthy else 503)
 
     @app.route("/status", methods=["GET"])
@@ -416,14 +422,8 @@ class BridgeApp:
         Every server with its sessions, children, pools and last error.
         """
         self._guard(request)
-        servers = list(self.servers)
-        healthy = all(s.manager.accepting and s.healthy for s in servers)
-        report = {
-            "status": "ok" if healthy else "failing",
-            "version": __version__,
-            "uptime": round(self.clock.seconds() - self.started, 3),
-            "servers": [s.status() for s in servers],
-        }
+        _, report = self._summary()
+        report["servers"] = [s.status() for s in self.servers]
         return _report(request, report, 200)
 
 

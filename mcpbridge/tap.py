@@ -18,6 +18,7 @@ from twisted.web.server import Site
 from . import __version__
 from .child import ChildStartError, CommandSpec, buildEnvironment
 from .config import (
+    ENVIRONMENT,
     GLOBAL_OPTIONS,
     SERVER_OPTIONS,
     Config,
@@ -221,6 +222,8 @@ class Options(usage.Options):
             self.fromEnvironment, self.environmentVariables = optionsFromEnvironment(
                 os.environ)
             path = self["config"] or self.fromEnvironment.get("config")
+            self.sources["config"] = ("the command line" if self["config"]
+                                      else "the environment")
             if path:
                 self["config"] = path
                 self.configFile = loadConfig(path)
@@ -242,8 +245,7 @@ class Options(usage.Options):
             except Exception as e:
                 source = self.sources.get("port")
                 if source == "the environment":
-                    source = ", ".join(v for v in self.environmentVariables
-                                       if v.endswith(("PORT", "BIND_HOST"))) or source
+                    source = ", ".join(self.variablesUsed("port"))
                 if source != "the command line":
                     _fail(f"{source}: bad port {desc!r}: {e}")
                 raise usage.UsageError(f"bad --port {desc!r}: {e}") from e
@@ -254,6 +256,15 @@ class Options(usage.Options):
                 self.commandSpec().resolve()
             except ChildStartError as e:
                 raise usage.UsageError(str(e)) from e
+
+    def variablesUsed(self, option: Optional[str] = None) -> list[str]:
+        """
+        The environment variables whose values are in effect (for
+        C{option}, or for any): the command line overrides the others.
+        """
+        return [v for v in self.environmentVariables
+                if self.sources.get(ENVIRONMENT[v]) == "the environment"
+                and option in (None, ENVIRONMENT[v])]
 
     def _checkLevel(self, name: str) -> None:
         if name.lower() not in LEVELS:
@@ -450,9 +461,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
                       for s in top.servers)
     log.info("mcpbridge {version} on {ports} serving {servers}", version=__version__,
              ports=", ".join(options["port"]), servers=names)
-    if options.environmentVariables:
-        log.info("settings from the environment: {names}",
-                 names=", ".join(options.environmentVariables))
+    variables = options.variablesUsed()
+    if variables:
+        log.info("settings from the environment: {names}", names=", ".join(variables))
     return top
 
 

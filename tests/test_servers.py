@@ -275,6 +275,19 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(self.parse("--config", path, *SH)["max-sessions"], 3)
         self.assertEqual(self.parse(*SH)["max-sessions"], 100)
 
+    def test_variablesUsed(self) -> None:
+        """
+        The variables said to be in effect leave out those the command line
+        overrode.
+        """
+        path = self.configFile({"mcpServers": {"a": {"command": "/bin/sh"}}})
+        options = self.parse("--max-sessions", "1", *SH, environ={
+            "MCP_MAX_SESSIONS": "2", "MCP_SESSION_TIMEOUT": "5", "MCPBRIDGE_CONFIG": path,
+            "MCP_PORT": "4123"})
+        self.assertEqual(sorted(options.variablesUsed()),
+                         ["MCPBRIDGE_CONFIG", "MCP_PORT", "MCP_SESSION_TIMEOUT"])
+        self.assertEqual(options.variablesUsed("port"), ["MCP_PORT"])
+
     def test_portFromEnvironment(self) -> None:
         options = self.parse(*SH, environ={"MCP_PORT": "4123", "MCP_BIND_HOST": "127.0.0.1"})
         self.assertEqual(options["port"], ["tcp:4123:interface=127.0.0.1"])

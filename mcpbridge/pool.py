@@ -37,7 +37,6 @@ from typing import Any, Callable, Iterable, Optional
 import attr
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.task import LoopingCall
 
 from . import __version__, jsonrpc, modern
 from .child import ChildProcess, ChildStartError, CommandSpec
@@ -45,7 +44,7 @@ from .jsonrpc import Message
 from .logs import logger
 from .sessions import SESSION_VERSIONS, SessionError
 from .streams import Connection, Stream, encodeEvent
-from .timing import restartDelay, whenIdle
+from .timing import Ticker, restartDelay, whenIdle
 
 MODERN = "modern"
 SESSION = "session"
@@ -210,7 +209,7 @@ class ChildPool(Service):
         self._ids = itertools.count(1)
         self._failures = 0
         self._retry: Any = None
-        self._ticker: Optional[LoopingCall] = None
+        self._ticker = Ticker(reactor, self.tick)
         self._tools: Optional[dict[str, Any]] = None
         self._toolsExpire = 0.0
         self._toolsWaiting: Optional[list[_Call]] = None
@@ -223,9 +222,7 @@ class ChildPool(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._ticker = LoopingCall(self.tick)
-        self._ticker.clock = self.reactor
-        self._ticker.start(1.0, now=False)
+        self._ticker.start()
         self._fill()
 
     @property
@@ -251,8 +248,7 @@ class ChildPool(Service):
     def stopService(self) -> "Deferred[Any]":
         super().stopService()
         self.draining = True
-        if self._ticker is not None and self._ticker.running:
-            self._ticker.stop()
+        self._ticker.stop()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         members, self.members = self.members, []

@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 import attr
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.task import LoopingCall
 
 from . import jsonrpc
 from .child import ChildProcess, ChildStartError, CommandSpec, spawnGroupLeader
 from .jsonrpc import Message
 from .logs import logger
 from .streams import PRIMING_VERSIONS, Connection, EventHistory, Stream, encodeEvent, eventId
-from .timing import restartDelay, whenIdle
+from .timing import Ticker, restartDelay, whenIdle
 
 if TYPE_CHECKING:
     from .legacy import LegacySession
@@ -532,7 +531,7 @@ class SessionManager(Service):
         self.lastError: Optional[str] = None
         #: Whether the last attempt to start a session worked (None: none yet).
         self.lastStartOk: Optional[bool] = None
-        self._ticker: Optional[LoopingCall] = None
+        self._ticker = Ticker(reactor, self.tick)
         self.spares: list[ChildProcess] = []
         self.draining = False
         #: Why its sessions end when it stops.
@@ -543,9 +542,7 @@ class SessionManager(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._ticker = LoopingCall(self.tick)
-        self._ticker.clock = self.reactor
-        self._ticker.start(1.0, now=False)
+        self._ticker.start()
         self._fillSpares()
 
     @property
@@ -590,8 +587,7 @@ class SessionManager(Service):
         ds: list[Deferred[Any]] = [c.stop() for c in spares]
 
         def endAll(_: Any) -> "Deferred[Any]":
-            if self._ticker is not None and self._ticker.running:
-                self._ticker.stop()
+            self._ticker.stop()
             everyone = [*self._live(), *self.starting]
             ends = [s.terminate(self.stopReason) for s in everyone]
             ends += [s.child.whenFinished() for s in list(self.closing)]

@@ -1,5 +1,5 @@
 """
-Waiting rules shared by the session manager and the pools.
+Timing rules shared by the session manager and the pools: restart backoff, waiting until idle, the once-a-second tick.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 
 
 def restartDelay(failures: int) -> float:
@@ -35,3 +36,21 @@ def whenIdle(clock: Any, busy: Callable[[], int], deadline: float) -> "Deferred[
 
     check()
     return d
+
+
+class Ticker:
+    """
+    Calls C{tick} once a second on C{clock} between L{start} and L{stop}:
+    the periodic work (heartbeats, reaping) of a session manager or a pool.
+    """
+
+    def __init__(self, clock: Any, tick: Callable[[], None]) -> None:
+        self._call = LoopingCall(tick)
+        self._call.clock = clock
+
+    def start(self) -> None:
+        self._call.start(1.0, now=False)
+
+    def stop(self) -> None:
+        if self._call.running:
+            self._call.stop()

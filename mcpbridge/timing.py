@@ -1,5 +1,6 @@
 """
-Timing rules shared by the session manager and the pools: restart backoff, waiting until idle, the once-a-second tick.
+Timing rules shared by the session manager and the pools: restart backoff,
+waiting until idle, and the once-a-second tick.
 """
 
 from __future__ import annotations

@@ -43,20 +43,10 @@ DEFAULT_PORT = "tcp:3000:interface=127.0.0.1"
 log = logger("mcpbridge.tap")
 
 
-def _coercer(coerce: Callable[[Any], Any], doc: str) -> Callable[[str], Any]:
-    """
-    A usage.Options coercer from one of L{config}'s.
-    """
-    def coerceOption(value: str) -> Any:
-        return coerce(value)
-
-    coerceOption.coerceDoc = doc  # type: ignore[attr-defined]
-    return coerceOption
-
-
-_nonNegativeFloat = _coercer(nonNegative(float), "Must not be negative.")
-_nonNegativeInt = _coercer(nonNegative(int), "Must not be negative.")
-_size = _coercer(size, "Bytes; K, M and G suffixes allowed.")
+# The coercers of the config file, which carry the help text usage.Options shows.
+_nonNegativeFloat = nonNegative(float)
+_nonNegativeInt = nonNegative(int)
+_size = size
 
 
 def _fail(problem: str) -> NoReturn:

@@ -33,11 +33,12 @@ class BridgeService(MultiService):
     @ivar reloader: reads the configuration again and returns the servers it
         asks for (raising L{ConfigError} when it cannot be used); SIGHUP
         calls it.  L{None}: nothing to reload.
+    @param reactor: where a SIGHUP's reload is scheduled.
     @ivar logObserver: when set, the observer twistd logs to (set as the
         application's L{ILogObserver} component).
     """
 
-    def __init__(self, build: Callable[[ServerSpec], BridgedServer]) -> None:
+    def __init__(self, build: Callable[[ServerSpec], BridgedServer], reactor: Any) -> None:
         super().__init__()
         self.build = build
         self.servers = Servers()
@@ -45,7 +46,7 @@ class BridgeService(MultiService):
         self.logObserver: Optional[ILogObserver] = None
         self._retiring: set[Deferred[Any]] = set()
         self._previousHandler: Any = None
-        self._reactor: Any = None
+        self._reactor = reactor
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd starts logging after the plugin built the service, with the
@@ -136,9 +137,6 @@ class BridgeService(MultiService):
     def startService(self) -> None:
         super().startService()
         if hasattr(signal, "SIGHUP"):
-            from twisted.internet import reactor
-
-            self._reactor = reactor
             try:
                 self._previousHandler = signal.signal(signal.SIGHUP, self._hangup)
             except ValueError:  # not the main thread (some test runners)
@@ -146,6 +144,7 @@ class BridgeService(MultiService):
 
     def _hangup(self, signum: int, frame: Any) -> None:
         log.info("SIGHUP: reloading the config file")
+        # A signal handler may run in the middle of any reactor work.
         self._reactor.callFromThread(self.reload)
 
     def owners(self) -> list[Any]:

@@ -430,7 +430,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         reactor = _reactor
     setLogLevel(options["log-level"])
     guard = OriginGuard(options["allow-host"], options["allow-origin"])
-    top = BridgeService(lambda spec: BridgedServer.build(spec, reactor))
+    top = BridgeService(lambda spec: BridgedServer.build(spec, reactor), reactor)
     if options["log-format"] != "text" or options["log-file"]:
         try:
             top.logObserver = makeObserver(options["log-format"], options["log-file"])

@@ -56,7 +56,7 @@ class ServersTestCase(StubHTTP, SynchronousTestCase):
         self.clock = MemoryReactorClock()
         self.spawner = FakeSpawner()
         self.top = BridgeService(lambda s: BridgedServer.build(
-            s, self.clock, spawn=self.spawner, killpg=self.spawner.killpg))
+            s, self.clock, spawn=self.spawner, killpg=self.spawner.killpg), self.clock)
         self.http = StubTreq(BridgeApp(self.top.servers, OriginGuard(), self.clock).resource())
 
     def start(self, *specs: ServerSpec) -> None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, cast
 from unittest import mock
 
 import attr
 from treq.testing import StubTreq
 from twisted.application.service import Application
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.python.components import Componentized
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
@@ -211,9 +212,9 @@ class ReloadTests(ServersTestCase):
 
         self.top.reloader = broken
         events: list[dict[str, Any]] = []
-        from twisted.logger import globalLogPublisher
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.assertFalse(self.top.reload())
         self.assertEqual(self.top.servers.names(), ["a"])
         self.assertTrue(any("config reload rejected" in str(e.get("log_format"))
@@ -390,14 +391,22 @@ class MakeServiceTests(SynchronousTestCase):
         With --log-format json, the service hands twistd its observer as
         the application's ILogObserver component when it is parented.
         """
+        path = self.mktemp()
         options = Options()
-        options.parseOptions(["--log-format", "json", "--pool-size", "0", *SH])
+        options.parseOptions(["--log-format", "json", "--log-file", path, "--pool-size", "0",
+                              *SH])
         service = makeService(options, reactor=MemoryReactorClock())
         application = Application("mcpbridge")
         assert isinstance(application, Componentized)
         service.setServiceParent(application)
         observer = application.getComponent(ILogObserver, None)
-        self.assertIsNotNone(observer)
+        assert observer is not None
+        observer({"log_level": LogLevel.warn, "log_namespace": "t", "log_time": 0.0,
+                  "log_format": "hello {who}", "who": "there"})
+        with open(path) as f:
+            record = json.loads(f.read().splitlines()[-1])
+        self.assertEqual((record["level"], record["message"], record["who"]),
+                         ("warn", "hello there", "there"))
         options = Options()
         options.parseOptions(["--pool-size", "0", *SH])
         plain = Application("mcpbridge")
@@ -415,7 +424,8 @@ class MakeServiceTests(SynchronousTestCase):
         service.startService()
         self.addCleanup(service.stopService)
         site = reactor.tcpServers[0][1]
-        protocol = site.buildProtocol(None)
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        assert protocol is not None
         transport = StringTransport()
         transport.bufferSize = 65536  # type: ignore[attr-defined]
         protocol.makeConnection(transport)

@@ -438,6 +438,39 @@ class BridgeTestCase(unittest.TestCase):
         self.addCleanup(self._stop, bridge, check_leaks)
         return bridge
 
+    def wait_for_children(self, bridge: Bridge, count: int, what: str,
+                          timeout: float = 10.0) -> List[int]:
+        """
+        Wait (bounded) until exactly C{count} live processes are below
+        C{bridge}; fail, saying C{what} was expected, if they never are.
+
+        @return: their pids.
+        """
+        found = wait_until(lambda: (lambda c: c if len(c) == count else None)(bridge.children()),
+                           timeout)
+        self.assertTrue(found, f"expected {what}, got {bridge.children()}")
+        pids: List[int] = found
+        return pids
+
+    def assert_stops_cleanly(self, bridge: Bridge, pids: Iterable[int],
+                             within: float = 8.0) -> str:
+        """
+        SIGTERM C{bridge} (L{Bridge.stop}) and check that it exited by
+        itself (status 0 or -15) within C{within} seconds and that none of
+        C{pids} (processes that were below it) outlived it.
+
+        @return: the bridge's log.
+        """
+        snap = snapshot(pids)
+        started = time.monotonic()
+        log = bridge.stop()
+        took = time.monotonic() - started
+        self.assertLess(took, within, log[-3000:])
+        self.assertIn(bridge.returncode, (0, -15), log[-3000:])
+        self.assertEqual(still_alive(snap), [],
+                         f"alive after the bridge exited: {still_alive(snap)}\n{log[-3000:]}")
+        return log
+
     def _stop(self, bridge: Bridge, check_leaks: bool) -> None:
         if bridge.returncode is not None:
             return

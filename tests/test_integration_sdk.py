@@ -352,20 +352,9 @@ class LeakTests(BridgeTestCase):
         get.request("GET", "/mcp", headers={"accept": "text/event-stream", **sessions[1]})
         get_response = get.getresponse()
         self.assertEqual(get_response.status, 200)
-        children = wait_until(lambda: (lambda c: c if len(c) == 8 else None)(bridge.children()),
-                              10.0)
-        self.assertTrue(children, f"expected 4 children and 4 grandchildren, got "
-                                  f"{bridge.children()}")
+        children = self.wait_for_children(bridge, 8, "4 children and 4 grandchildren")
         self.assertEqual(len(bridge.health()["stateless"]["children"]), 2)
-        snap = snapshot(children)
-
-        started = time.monotonic()
-        log = bridge.stop()
-        took = time.monotonic() - started
-        self.assertLess(took, 8.0, log[-3000:])
-        self.assertIn(bridge.returncode, (0, -15), log[-3000:])
-        self.assertEqual(still_alive(snap), [],
-                         f"alive after the bridge exited: {still_alive(snap)}\n{log[-3000:]}")
+        self.assert_stops_cleanly(bridge, children)
 
         response = call.getresponse()
         body = json.loads(response.read())

@@ -153,6 +153,25 @@ class HTTPCase(StubHTTP, SynchronousTestCase):
     def assertNoSessionId(self, response: Any) -> None:
         self.assertIsNone(response.headers.getRawHeaders("mcp-session-id"))
 
+    def startModernPool(self) -> None:
+        """
+        A fake manager, spawner and clock, and C{self.pool}: a started modern
+        pool of size 1 whose one child, C{self.child}, has not answered yet.
+        """
+        self.manager, self.spawner, self.clock = makeManager()
+        self.pool = ChildPool(MODERN, self.manager.command, PoolConfig(size=1), self.clock,
+                              self.spawner, self.spawner.killpg)
+        self.pool.startService()
+        self.addCleanup(self.pool.stopService)
+        self.assertEqual(len(self.spawner.children), 1)
+        self.child = self.spawner.last
+
+    def serve(self, pool: ChildPool, stateless: Optional[ChildPool] = None) -> None:
+        """C{self.app} and C{self.http}: the bridge's routes over C{pool}."""
+        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, pool,
+                                    stateless=stateless)
+        self.http = StubTreq(self.app.resource())
+
 
 def received(child: FakeChild, method: str) -> list[dict[str, Any]]:
     """
@@ -530,18 +549,11 @@ class ModernCase(HTTPCase):
     """
 
     def setUp(self) -> None:
-        self.manager, self.spawner, self.clock = makeManager()
-        self.pool = ChildPool(MODERN, self.manager.command, PoolConfig(size=1), self.clock,
-                              self.spawner, self.spawner.killpg)
-        self.pool.startService()
-        self.addCleanup(self.pool.stopService)
-        self.assertEqual(len(self.spawner.children), 1)
-        self.child = self.spawner.last
+        self.startModernPool()
         self.discover = self.child.received()[0]
         self.child.answer(self.discover, DISCOVER_RESULT)
         self.assertIs(self.pool.speaks, True)
-        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.pool)
-        self.http = StubTreq(self.app.resource())
+        self.serve(self.pool)
 
     def forwarded(self) -> list[dict[str, Any]]:
         """
@@ -1072,15 +1084,8 @@ class ParamHeaderHTTPTests(ModernCase):
 
 class LegacyOnlyTests(HTTPCase):
     def setUp(self) -> None:
-        self.manager, self.spawner, self.clock = makeManager()
-        self.pool = ChildPool(MODERN, self.manager.command, PoolConfig(size=1), self.clock,
-                              self.spawner, self.spawner.killpg)
-        self.pool.startService()
-        self.addCleanup(self.pool.stopService)
-        self.assertEqual(len(self.spawner.children), 1)
-        self.child = self.spawner.last
-        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.pool)
-        self.http = StubTreq(self.app.resource())
+        self.startModernPool()
+        self.serve(self.pool)
 
     def probe(self) -> None:
         """
@@ -1172,9 +1177,7 @@ class StatelessSessionTests(HTTPCase):
         self.child.answer(self.init, INIT_RESULT)
         self.assertEqual(self.child.received()[1:],
                          [{"jsonrpc": "2.0", "method": "notifications/initialized"}])
-        self.app = BridgeApp.single(self.manager, OriginGuard(), self.clock, self.modern,
-                             stateless=self.pool)
-        self.http = StubTreq(self.app.resource())
+        self.serve(self.modern, stateless=self.pool)
 
     def sessionPost(self, body: Any, version: Optional[str] = "2025-11-25") -> "Deferred[Any]":
         return self.post(body, {"MCP-Protocol-Version": version}, routing=False)

@@ -78,17 +78,27 @@ class FakeRequest:
 
 
 class PoolTestCase(SynchronousTestCase):
-    def makePool(self, size: int = 2, **config: Any) -> ChildPool:
+    def newPool(self, size: int = 2, **config: Any) -> ChildPool:
         """
-        A started modern pool of C{size} fake children, every one ready.
+        C{self.pool}: a modern pool of C{size} over C{self.spawner} and
+        C{self.clock} (both new), not started.
         """
         self.clock = MemoryReactorClock()
         self.spawner = FakeSpawner()
         command = CommandSpec(argv=("/bin/sh",), env={"PATH": "/usr/bin:/bin"})
         self.pool = ChildPool(MODERN, command, PoolConfig(size=size, **config), self.clock,
                               self.spawner, self.spawner.killpg)
-        self.pool.startService()
-        self.greet()
+        return self.pool
+
+    def makePool(self, size: int = 2, greet: bool = True, **config: Any) -> ChildPool:
+        """
+        A started modern pool of C{size} fake children, every one ready
+        (unless not C{greet}: then the first child's C{server/discover} is
+        not answered yet).
+        """
+        self.newPool(size, **config).startService()
+        if greet:
+            self.greet()
         return self.pool
 
     def greet(self) -> None:
@@ -149,11 +159,8 @@ class StartTests(PoolTestCase):
         complete stateless envelope; once it answers that it speaks
         2026-07-28, the rest of the pool starts.
         """
-        clock = MemoryReactorClock()
-        spawner = FakeSpawner()
-        command = CommandSpec(argv=("/bin/sh",), env={"PATH": "/usr/bin:/bin"})
-        pool = ChildPool(MODERN, command, PoolConfig(size=3), clock, spawner, spawner.killpg)
-        pool.startService()
+        pool = self.makePool(size=3, greet=False)
+        spawner = self.spawner
         self.assertEqual(len(spawner.children), 1)
         discover = spawner.last.last()
         self.assertEqual(discover["method"], "server/discover")
@@ -171,13 +178,8 @@ class StartTests(PoolTestCase):
         A request that arrives before the first child answered waits, and
         is served once it has.
         """
-        clock = MemoryReactorClock()
-        self.clock = clock
-        self.spawner = spawner = FakeSpawner()
-        command = CommandSpec(argv=("/bin/sh",), env={"PATH": "/usr/bin:/bin"})
-        self.pool = ChildPool(MODERN, command, PoolConfig(size=1), clock, spawner,
-                              spawner.killpg)
-        self.pool.startService()
+        self.makePool(size=1, greet=False)
+        spawner = self.spawner
         connection, _ = self.submit(stateless(1, name="echo"))
         self.assertEqual(self.calls(spawner.last), [])
         self.greet()
@@ -346,11 +348,9 @@ class FailureTests(PoolTestCase):
         When the system refuses to start a child, the pool says so and
         tries again later.
         """
-        clock = MemoryReactorClock()
-        spawner = FakeSpawner()
+        pool = self.newPool(size=1)
+        clock, spawner = self.clock, self.spawner
         spawner.failWith = OSError(11, "Resource temporarily unavailable")
-        command = CommandSpec(argv=("/bin/sh",), env={"PATH": "/usr/bin:/bin"})
-        pool = ChildPool(MODERN, command, PoolConfig(size=1), clock, spawner, spawner.killpg)
         pool.startService()
         self.assertFalse(pool.lastStartOk)
         self.assertIn("EAGAIN", pool.lastError or "")
@@ -366,15 +366,9 @@ class FailureTests(PoolTestCase):
         before answering; while the pool waits to retry, new ones get 503
         with Retry-After.
         """
-        clock = MemoryReactorClock()
-        self.clock = clock
-        self.spawner = spawner = FakeSpawner()
-        command = CommandSpec(argv=("/bin/sh",), env={"PATH": "/usr/bin:/bin"})
-        self.pool = ChildPool(MODERN, command, PoolConfig(size=1), clock, spawner,
-                              spawner.killpg)
-        self.pool.startService()
+        self.makePool(size=1, greet=False)
         connection, request = self.submit(stateless(1, name="x"))
-        spawner.last.exit(code=3)
+        self.spawner.last.exit(code=3)
         self.assertEqual(request.code, 502)
         self.assertEqual(self.body(connection)["error"]["code"], jsonrpc.SERVER_UNAVAILABLE)
         with self.assertRaises(SessionError) as caught:

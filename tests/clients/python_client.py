@@ -53,6 +53,10 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+# Run as a script: make the project root importable, for tests.support.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.support import read_sse_event  # noqa: E402
+
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 SCENARIO_TIMEOUT = 40.0  # seconds for a whole scenario
@@ -546,41 +550,6 @@ async def delete(url: str, c: Checks) -> JSON:
 
 # ------------------------------------------------------ raw resumption ---
 
-class SSEReader:
-    """Read SSE events from an http.client response, each read bounded by
-    the connection's socket timeout and the caller's deadline."""
-
-    def __init__(self, response: http.client.HTTPResponse) -> None:
-        self.response = response
-
-    def next_event(self, deadline: float) -> Optional[JSON]:
-        """The next event as {"id", "data", "retry"}, or None at the end of the stream."""
-        event: JSON = {"id": None, "data": [], "retry": None}
-        seen_field = False
-        while time.monotonic() < deadline:
-            line = self.response.readline()
-            if not line:
-                return None
-            line = line.rstrip(b"\r\n")
-            if not line:
-                if seen_field:
-                    event["data"] = "\n".join(event["data"])
-                    return event
-                continue
-            if line.startswith(b":"):
-                continue  # a comment (keepalive)
-            name, _, value = line.decode("utf-8").partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            seen_field = True
-            if name == "id":
-                event["id"] = value
-            elif name == "data":
-                event["data"].append(value)
-            elif name == "retry":
-                event["retry"] = value
-        raise TimeoutError("no complete SSE event before the deadline")
-
-
 def _split(event_id: str) -> List[int]:
     stream, seq = event_id.split(".")
     return [int(stream), int(seq)]
@@ -620,11 +589,10 @@ def resumption(url: str, c: Checks) -> JSON:
         "name": "progress", "arguments": {"steps": steps, "delay": delay},
         "_meta": {"progressToken": "resume-me"}}}, headers)
     post_type = resp.getheader("content-type")
-    reader = SSEReader(resp)
     before: List[JSON] = []
     progress_before: List[float] = []
     while len(progress_before) < 2:
-        event = reader.next_event(deadline)
+        event = read_sse_event(resp, deadline)
         if event is None:
             break
         before.append({"id": event["id"], "data": event["data"]})
@@ -650,9 +618,8 @@ def resumption(url: str, c: Checks) -> JSON:
         resp = conn.getresponse()
         get_status = resp.status
         opened = time.monotonic()
-        reader = SSEReader(resp)
         while time.monotonic() < deadline:
-            event = reader.next_event(deadline)
+            event = read_sse_event(resp, deadline)
             if event is None:
                 ended_after_response = final is not None
                 break

@@ -16,7 +16,7 @@
 // tools/call log whose notifications/message reach a notification handler,
 // then close() (which closes the SSE stream: that ends the session).  It
 // also reports the announced endpoint and the status and body size of every
-// POST (each must be 202; the caller checks that the bodies are empty).
+// POST (each must be 202; the caller checks that each body is "Accepted").
 //
 // The SDK is found in the node_modules directory named by MCPBRIDGE_JS
 // (default /tmp/n22/node_modules).  ESM ignores NODE_PATH, so the SDK's ESM
@@ -61,6 +61,43 @@ function expect(condition, message) {
 const textOf = (result) =>
   (result.content || []).filter((c) => c.type === "text").map((c) => c.text).join("");
 
+// Answer the server's sampling/createMessage requests with
+// "ts-sampled(<the messages' texts>)"; returns the list each request's texts
+// are pushed to.
+function answerSampling(client, CreateMessageRequestSchema) {
+  const sampling = [];
+  client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+    const texts = request.params.messages.map((m) => m.content.text);
+    sampling.push(texts);
+    return {
+      role: "assistant",
+      model: "test-model",
+      content: { type: "text", text: `ts-sampled(${texts.join(" ")})` },
+    };
+  });
+  return sampling;
+}
+
+// tools/list, tools/call echo with `text`, and tools/call progress (4 steps)
+// with an onprogress callback, into out.tools, out.echo, out.progress_result
+// and out.progress; returns the [progress, total, message] entries seen.
+async function listEchoProgress(client, CallToolResultSchema, text) {
+  const tools = await client.listTools();
+  out.tools = tools.tools.map((t) => t.name).sort();
+
+  out.echo = textOf(await client.callTool({ name: "echo", arguments: { text } }));
+
+  const progress = [];
+  const progressResult = await client.callTool(
+    { name: "progress", arguments: { steps: 4, delay: 0.05 } },
+    CallToolResultSchema,
+    { onprogress: (p) => progress.push([p.progress, p.total ?? null, p.message ?? null]) },
+  );
+  out.progress_result = textOf(progressResult);
+  out.progress = progress;
+  return progress;
+}
+
 async function main() {
   if (!url || !["http", "sse"].includes(transportName)) {
     throw new Error("usage: node ts_client.mjs [--transport http|sse] URL");
@@ -76,16 +113,7 @@ async function main() {
     { name: "mcpbridge-test-ts", version: "1.0.0" },
     { capabilities: { sampling: {} } },
   );
-  const sampling = [];
-  client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
-    const texts = request.params.messages.map((m) => m.content.text);
-    sampling.push(texts);
-    return {
-      role: "assistant",
-      model: "test-model",
-      content: { type: "text", text: `ts-sampled(${texts.join(" ")})` },
-    };
-  });
+  const sampling = answerSampling(client, CreateMessageRequestSchema);
 
   const transport = new StreamableHTTPClientTransport(new URL(url));
   await client.connect(transport);
@@ -93,19 +121,7 @@ async function main() {
   out.protocol_version = transport.protocolVersion ?? null;
   out.server = client.getServerVersion()?.name ?? null;
 
-  const tools = await client.listTools();
-  out.tools = tools.tools.map((t) => t.name).sort();
-
-  out.echo = textOf(await client.callTool({ name: "echo", arguments: { text: "hello ts" } }));
-
-  const progress = [];
-  const progressResult = await client.callTool(
-    { name: "progress", arguments: { steps: 4, delay: 0.05 } },
-    CallToolResultSchema,
-    { onprogress: (p) => progress.push([p.progress, p.total ?? null, p.message ?? null]) },
-  );
-  out.progress_result = textOf(progressResult);
-  out.progress = progress;
+  const progress = await listEchoProgress(client, CallToolResultSchema, "hello ts");
 
   out.sample = textOf(await client.callTool({ name: "sample", arguments: { prompt: "hi from ts" } }));
   out.sampling_requests = sampling;
@@ -138,16 +154,7 @@ async function mainSSE() {
     { name: "mcpbridge-test-ts-sse", version: "1.0.0" },
     { capabilities: { sampling: {}, elicitation: {} } },
   );
-  const sampling = [];
-  client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
-    const texts = request.params.messages.map((m) => m.content.text);
-    sampling.push(texts);
-    return {
-      role: "assistant",
-      model: "test-model",
-      content: { type: "text", text: `ts-sampled(${texts.join(" ")})` },
-    };
-  });
+  const sampling = answerSampling(client, CreateMessageRequestSchema);
   const elicitation = [];
   client.setRequestHandler(ElicitRequestSchema, async (request) => {
     elicitation.push(request.params.message);
@@ -192,19 +199,7 @@ async function mainSSE() {
   out.server = client.getServerVersion()?.name ?? null;
   out.protocol_version = transport._protocolVersion ?? null;
 
-  const tools = await client.listTools();
-  out.tools = tools.tools.map((t) => t.name).sort();
-
-  out.echo = textOf(await client.callTool({ name: "echo", arguments: { text: "hello ts sse" } }));
-
-  const progress = [];
-  const progressResult = await client.callTool(
-    { name: "progress", arguments: { steps: 4, delay: 0.05 } },
-    CallToolResultSchema,
-    { onprogress: (p) => progress.push([p.progress, p.total ?? null, p.message ?? null]) },
-  );
-  out.progress_result = textOf(progressResult);
-  out.progress = progress;
+  const progress = await listEchoProgress(client, CallToolResultSchema, "hello ts sse");
   // What the stream carried for that call: its progress, then its response.
   const progressNotes = wire.filter((w) => w.message === "notifications/progress");
   const token = progressNotes.length ? progressNotes[0].token : null;

@@ -22,42 +22,27 @@ import json
 import os
 import sys
 import time
-from typing import Any
+
+from stdio_rpc import error, messages, result, text
 
 TOOLS = [{"name": name, "inputSchema": {"type": "object"}} for name in ("info", "echo", "sleep")]
 
 
-def write(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def text(ident: Any, value: str) -> None:
-    write({"jsonrpc": "2.0", "id": ident,
-           "result": {"content": [{"type": "text", "text": value}], "isError": False}})
-
-
 def main() -> None:
-    for line in sys.stdin:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(msg, dict):
-            continue
+    for msg in messages():
         method, ident = msg.get("method"), msg.get("id")
         if method is None or ident is None:
             continue  # notifications and responses
         params = msg.get("params") or {}
         if method == "initialize":
-            write({"jsonrpc": "2.0", "id": ident, "result": {
+            result(ident, {
                 "protocolVersion": params.get("protocolVersion", "2025-06-18"),
                 "capabilities": {"tools": {}},
-                "serverInfo": {"name": "env-server", "version": "1"}}})
+                "serverInfo": {"name": "env-server", "version": "1"}})
         elif method == "ping":
-            write({"jsonrpc": "2.0", "id": ident, "result": {}})
+            result(ident, {})
         elif method == "tools/list":
-            write({"jsonrpc": "2.0", "id": ident, "result": {"tools": TOOLS}})
+            result(ident, {"tools": TOOLS})
         elif method == "tools/call":
             name = params.get("name")
             arguments = params.get("arguments") or {}
@@ -70,11 +55,9 @@ def main() -> None:
                 time.sleep(float(arguments.get("seconds", 1)))
                 text(ident, "slept")
             else:
-                write({"jsonrpc": "2.0", "id": ident,
-                       "error": {"code": -32602, "message": f"unknown tool {name!r}"}})
+                error(ident, -32602, f"unknown tool {name!r}")
         else:
-            write({"jsonrpc": "2.0", "id": ident,
-                   "error": {"code": -32601, "message": f"unknown method {method!r}"}})
+            error(ident, -32601, f"unknown method {method!r}")
 
 
 if __name__ == "__main__":

@@ -24,15 +24,7 @@ import subprocess
 import sys
 import time
 
-
-def write(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def result(ident: object, text: str) -> None:
-    write({"jsonrpc": "2.0", "id": ident,
-           "result": {"content": [{"type": "text", "text": text}], "isError": False}})
+from stdio_rpc import error, messages, result, text
 
 
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
@@ -68,11 +60,7 @@ def main() -> None:
             sys.stderr.write(chunk)
         sys.stderr.flush()
 
-    for line in sys.stdin:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
+    for msg in messages():
         method, ident = msg.get("method"), msg.get("id")
         if ident is None or method is None:
             continue
@@ -80,21 +68,21 @@ def main() -> None:
         if method == "initialize":
             if args.no_initialize:
                 continue
-            write({"jsonrpc": "2.0", "id": ident, "result": {
+            result(ident, {
                 "protocolVersion": params.get("protocolVersion", "2025-03-26"),
                 "capabilities": {"tools": {}},
-                "serverInfo": {"name": "misbehaving", "version": "1"}}})
+                "serverInfo": {"name": "misbehaving", "version": "1"}})
         elif method == "tools/list":
-            write({"jsonrpc": "2.0", "id": ident, "result": {"tools": TOOLS}})
+            result(ident, {"tools": TOOLS})
         elif method == "ping":
-            write({"jsonrpc": "2.0", "id": ident, "result": {}})
+            result(ident, {})
         elif method == "tools/call":
             name = params.get("name")
             arguments = params.get("arguments") or {}
             if name == "echo":
-                result(ident, str(arguments.get("text", "")))
+                text(ident, str(arguments.get("text", "")))
             elif name == "blob":
-                result(ident, "b" * int(arguments.get("size", 0)))
+                text(ident, "b" * int(arguments.get("size", 0)))
             elif name == "crash":
                 sys.stderr.write("misbehaving: crashing as asked\n")
                 sys.stderr.flush()
@@ -111,27 +99,25 @@ def main() -> None:
                 for _ in range(int(arguments.get("count", 1))):
                     sys.stdout.write(note)
                 sys.stdout.flush()
-                result(ident, "flooded")
+                text(ident, "flooded")
             elif name == "sleep":
                 time.sleep(float(arguments.get("seconds", 1)))
-                result(ident, "slept")
+                text(ident, "slept")
             elif name == "garbage":
                 sys.stdout.write("this is not JSON\n")
-                result(ident, "after garbage")
+                text(ident, "after garbage")
             elif name == "huge_line":
                 sys.stdout.write('{"jsonrpc":"2.0","id":' + json.dumps(ident) + ',"result":"'
                                  + "h" * int(arguments.get("size", 0)) + '"}\n')
                 sys.stdout.flush()
             elif name == "pid":
-                result(ident, str(os.getpid()))
+                text(ident, str(os.getpid()))
             elif name == "env":
-                result(ident, json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}))
+                text(ident, json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}))
             else:
-                write({"jsonrpc": "2.0", "id": ident,
-                       "error": {"code": -32602, "message": f"unknown tool {name}"}})
+                error(ident, -32602, f"unknown tool {name}")
         else:
-            write({"jsonrpc": "2.0", "id": ident,
-                   "error": {"code": -32601, "message": f"unknown method {method}"}})
+            error(ident, -32601, f"unknown method {method}")
     if args.ignore_eof:
         time.sleep(300)
 

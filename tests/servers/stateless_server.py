@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
+
+from stdio_rpc import error, messages, result, write
 
 VERSION = "2026-07-28"
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
@@ -38,18 +39,11 @@ _cancelled: list[dict] = []       # every notifications/cancelled, in order
 _cancelledIds: set[str] = set()   # json.dumps of the ids cancelled
 
 
-def write(obj: dict) -> None:
-    line = json.dumps(obj, separators=(",", ":")) + "\n"
-    with _lock:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-
-
-def answer(ident: object, result: dict) -> None:
+def answer(ident: object, value: dict) -> None:
     with _lock:
         if json.dumps(ident) in _cancelledIds:
             return
-    write({"jsonrpc": "2.0", "id": ident, "result": result})
+    result(ident, value)
 
 
 def text(ident: object, value: str) -> None:
@@ -74,18 +68,11 @@ def call(ident: object, name: object, arguments: dict) -> None:
     elif name == "pid":
         text(ident, str(os.getpid()))
     else:
-        write({"jsonrpc": "2.0", "id": ident,
-               "error": {"code": -32602, "message": f"unknown tool {name}"}})
+        error(ident, -32602, f"unknown tool {name}")
 
 
 def main() -> None:
-    for line in sys.stdin:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(msg, dict):
-            continue
+    for msg in messages():
         method, ident = msg.get("method"), msg.get("id")
         params = msg.get("params") or {}
         if method == "notifications/cancelled":
@@ -97,11 +84,11 @@ def main() -> None:
         if ident is None or method is None:
             continue
         if method == "server/discover":
-            write({"jsonrpc": "2.0", "id": ident, "result": {
+            result(ident, {
                 "supportedVersions": [VERSION], "capabilities": {"tools": {}},
-                "serverInfo": {"name": "stateless-server", "version": "1"}}})
+                "serverInfo": {"name": "stateless-server", "version": "1"}})
         elif method == "tools/list":
-            write({"jsonrpc": "2.0", "id": ident, "result": {"tools": TOOLS}})
+            result(ident, {"tools": TOOLS})
         elif method == "tools/call":
             threading.Thread(target=call, daemon=True,
                              args=(ident, params.get("name"), params.get("arguments") or {})
@@ -110,8 +97,7 @@ def main() -> None:
             write({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
                    "params": {"_meta": {SUBSCRIPTION_ID: ident}}})
         else:
-            write({"jsonrpc": "2.0", "id": ident,
-                   "error": {"code": -32601, "message": f"unknown method {method}"}})
+            error(ident, -32601, f"unknown method {method}")
 
 
 if __name__ == "__main__":

@@ -178,9 +178,12 @@ class EndpointTests(LegacyTestCase):
         /messages/ and the sessionId spelling of the parameter are taken too.
         """
         _, chunks, _, session, child = self.openStream()
-        response, _ = self.post(f"/messages/?sessionId={session.id}", initialize())
-        self.assertEqual(response.code, 202)
-        self.assertEqual(child.last()["method"], "initialize")
+        for n, url in enumerate([f"/messages/?session_id={session.id}",
+                                 f"/messages?sessionId={session.id}",
+                                 f"/messages/?sessionId={session.id}"]):
+            response, _ = self.post(url, call(n))
+            self.assertEqual(response.code, 202, url)
+            self.assertEqual(child.last()["id"], n, url)
 
 
 class RefusalTests(LegacyTestCase):
@@ -289,8 +292,15 @@ class LifecycleTests(LegacyTestCase):
         self.assertEqual(child.last()["params"]["requestId"], 1)
 
     def test_heartbeat(self) -> None:
+        """
+        A quiet stream gets a keepalive comment once the heartbeat interval
+        (15 s) has passed, not before.
+        """
         _, chunks, _, session, child = self.openStream()
-        self.clock.advance(16)
+        self.clock.advance(14)
+        self.http.flush()
+        self.assertNotIn(b": keepalive\n\n", b"".join(chunks))
+        self.clock.advance(2)
         self.http.flush()
         self.assertIn(b": keepalive\n\n", b"".join(chunks))
 

@@ -269,17 +269,27 @@ class BridgeApp:
                                "Invalid Request: batches are only allowed in protocol 2025-03-26")
         return self._submit(request, pool.submit, messages, batch)
 
-    def _noStreams(self, request: IRequest, server: BridgedServer,
-                   live: Optional[Session]) -> None:
+    def _streamRequest(self, request: IRequest, name: Optional[str],
+                       accept: Optional[bytes] = None) -> tuple[BridgedServer, Session]:
         """
-        @raise SessionError: 405 for a GET or DELETE of the stateless era,
-            or of the session era under C{--stateless}: no session has
-            streams to open or to end.
+        The server and session of a GET (open or resume a stream) or a
+        DELETE (end the session).
+
+        @raise SessionError: 405 in the stateless era, or in the session era
+            under C{--stateless} (no session has streams to open or end);
+            406 when the request does not accept C{accept}; else as
+            L{_server} and L{_session}.
         """
+        server = self._server(request, name)
+        live = self._live(request, server)
         if server.stateless is not None or (live is None and modern.isModern(request)):
             raise SessionError(405, jsonrpc.INVALID_REQUEST,
                                f"Method Not Allowed: {request.method.decode()} /mcp; "
                                f"stateless requests use POST only")
+        if accept is not None and not _accepts(request, accept):
+            raise SessionError(406, jsonrpc.INVALID_REQUEST,
+                               f"Not Acceptable: Accept must list {accept.decode()}")
+        return server, self._session(request, live)
 
     def _initialize(self, request: IRequest, server: BridgedServer, message: Message) -> Any:
         if server.stateless is not None:
@@ -298,13 +308,7 @@ class BridgeApp:
     @app.route("/mcp", methods=["GET"])
     @app.route("/servers/<name>/mcp", methods=["GET"])
     def get(self, request: IRequest, name: Optional[str] = None) -> Any:
-        server = self._server(request, name)
-        live = self._live(request, server)
-        self._noStreams(request, server, live)
-        if not _accepts(request, _SSE):
-            raise SessionError(406, jsonrpc.INVALID_REQUEST,
-                               "Not Acceptable: Accept must list text/event-stream")
-        session = self._session(request, live)
+        _, session = self._streamRequest(request, name, accept=_SSE)
         lastEventId = request.getHeader(b"last-event-id")
         self.log.debug("session {session}: GET stream (Last-Event-ID {last!r})",
                        session=session.id, last=lastEventId)
@@ -322,10 +326,8 @@ class BridgeApp:
     @app.route("/mcp", methods=["DELETE"])
     @app.route("/servers/<name>/mcp", methods=["DELETE"])
     def delete(self, request: IRequest, name: Optional[str] = None) -> Any:
-        server = self._server(request, name)
-        live = self._live(request, server)
-        self._noStreams(request, server, live)
-        server.manager.end(self._session(request, live), "closed by the client (DELETE)")
+        server, session = self._streamRequest(request, name)
+        server.manager.end(session, "closed by the client (DELETE)")
         return _empty(request, 204)
 
     # The HTTP+SSE transport (2024-11-05).

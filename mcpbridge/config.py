@@ -264,6 +264,42 @@ def _path(value: Any) -> str:
 
 _setDoc(_path, "A path.")
 
+
+def secrets(value: Any) -> list[str]:
+    """
+    API keys: one string (several separated by commas) or a list of strings.
+    The keys themselves never appear in an error message.
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"expected a key or a list of keys, not {type(value).__name__}")
+    result = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a key (a string), not {type(item).__name__}")
+        if item.strip():
+            result.append(item.strip())
+    if not result:
+        raise ValueError("no key in it")
+    return result
+
+
+_setDoc(secrets, "An API key (several separated by commas).")
+
+
+def _origins(value: Any) -> list[str]:
+    """
+    Origins or patterns: one string (several separated by spaces or commas)
+    or a list of strings.
+    """
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"expected origins or a list of them, not {_describe(value)}")
+    return [i.strip() for i in items if i.strip()]
+
+
+_setDoc(_origins, "Origins (exact or patterns with *), separated by spaces or commas.")
+
 #: The options that may be set per server (in a configuration file's
 #: per-server C{"options"} object) and globally (the top-level C{"options"}
 #: object), by command-line long option name, with the coercer that turns a
@@ -280,6 +316,7 @@ SERVER_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "term-grace": nonNegative(float),
     "drain-timeout": nonNegative(float),
     "spares": nonNegative(int),
+    "max-session-streams": nonNegative(int),
     "pool-size": nonNegative(int),
     "pool-concurrency": nonNegative(int),
     "pool-queue": nonNegative(int),
@@ -291,8 +328,9 @@ SERVER_OPTIONS: dict[str, Callable[[Any], Any]] = {
 #: The options allowed only in the top-level C{"options"} object, besides
 #: L{SERVER_OPTIONS}: C{port} (an endpoint description or a list of them;
 #: coerced to a list), C{log-level} (debug, info, warn, error; lower-cased),
-#: C{log-format} (text, json), C{log-file} and C{cwd} (paths), and
-#: C{write-buffer-size} (it belongs to the one HTTP server all servers share).
+#: C{log-format} (text, json), C{log-file} and C{cwd} (paths), and the
+#: settings of the one HTTP server all servers share: C{write-buffer-size},
+#: TLS, authentication, CORS and the limits on clients.
 GLOBAL_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "port": _endpoints,
     "write-buffer-size": size,
@@ -300,7 +338,24 @@ GLOBAL_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "log-format": _logFormat,
     "log-file": _path,
     "cwd": _path,
+    "tls-key": _path,
+    "tls-cert": _path,
+    "tls-client-ca": _path,
+    "api-key": secrets,
+    "bearer-token-file": _path,
+    "allow-origin": _origins,
+    "allow-host": _origins,
+    "cors-allow-credentials": flag,
+    "cors-max-age": nonNegative(int),
+    "max-body-size": size,
+    "rate-limit": nonNegative(float),
+    "rate-burst": nonNegative(int),
+    "read-timeout": nonNegative(float),
+    "keepalive-timeout": nonNegative(float),
 }
+
+#: Options that hold a list (empty by default).
+LIST_OPTIONS = frozenset({"port", "api-key", "allow-origin", "allow-host"})
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 #: What the default server (the command after --) is called; no named server may be.
@@ -762,6 +817,7 @@ ENVIRONMENT: dict[str, str] = {
     "MCP_MAX_SESSIONS": "max-sessions",
     "MCP_READ_BUFFER_SIZE": "max-message-size",
     "MCP_WRITE_BUFFER_SIZE": "write-buffer-size",
+    "MCP_PROXY_API_KEY": "api-key",
     "MCPBRIDGE_CONFIG": "config",
     "MCPBRIDGE_LOG_FORMAT": "log-format",
     **{_variable(option): option for option in _ENVIRONMENT_COERCERS},

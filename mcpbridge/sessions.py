@@ -70,6 +70,7 @@ class SessionConfig:
     retryMillis: int = 1000
     drainTimeout: float = 10.0
     spares: int = 0
+    maxStreams: int = 64
 
 
 class SessionError(Exception):
@@ -313,6 +314,7 @@ class Session:
         self.requests.check(self.manager, requests)
         stream = None
         if requests:
+            self._checkStreams()
             stream = self._newStream(connection, [m.id for m in requests], batch)
         for m in messages:
             if m.isRequest:
@@ -325,6 +327,17 @@ class Session:
             if not self.child.send(m):
                 raise SessionError(404, jsonrpc.SERVER_UNAVAILABLE, "session has ended")
         return stream
+
+    def _checkStreams(self) -> None:
+        """
+        @raise SessionError: 429 when the session has as many streams open
+            as it may.
+        """
+        limit = self.config.maxStreams
+        if limit and sum(1 for _ in self.liveConnections()) >= limit:
+            raise SessionError(429, jsonrpc.INVALID_REQUEST,
+                               f"Too Many Requests: this session has {limit} streams open "
+                               f"(see --max-session-streams)", retryAfter=1)
 
     def _clientCancelled(self, message: Message) -> None:
         requestId = message.params.get("requestId")

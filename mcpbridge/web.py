@@ -2,7 +2,7 @@
 The HTTP face of the bridge, as a Klein application on a class: for each
 server, MCP Streamable HTTP on C{/mcp} (POST, GET, DELETE) and the HTTP+SSE
 transport on C{/sse} and C{/messages} (a named server's under
-C{/servers/NAME/}); and C{GET /health} and C{GET /status}.
+C{/servers/NAME/}); and C{GET /health}, C{GET /ping} and C{GET /status}.
 
 Each request is served in one of two eras, decided per request: one that
 names a live session, or whose C{MCP-Protocol-Version} is a session-era
@@ -417,6 +417,14 @@ class BridgeApp:
                       "last_error": s.lastError}
             for s in self.servers}
         return _report(request, report, 200 if healthy else 503)
+
+    @app.route("/ping", methods=["GET"])
+    def ping(self, request: IRequest) -> Any:
+        """
+        200 while the bridge process runs: a liveness probe (whether its
+        servers can start children is C{/health}'s question).
+        """
+        return _report(request, {"status": "ok", "version": __version__}, 200)
 
     @app.route("/status", methods=["GET"])
     def status(self, request: IRequest) -> Any:

@@ -25,6 +25,7 @@ from mcpbridge.config import (
     optionsFromEnvironment,
     parseConfig,
     parseNamedServer,
+    secrets,
     size,
 )
 
@@ -204,15 +205,36 @@ class OptionTablesTests(SynchronousTestCase):
         self.assertEqual(set(SERVER_OPTIONS), {
             "idle-timeout", "request-timeout", "startup-timeout", "max-sessions",
             "heartbeat", "max-message-size", "history-size", "stdin-grace", "term-grace",
-            "drain-timeout", "spares", "pool-size", "pool-concurrency", "pool-queue",
-            "stateless", "shell", "pass-environment"})
+            "drain-timeout", "spares", "max-session-streams", "pool-size",
+            "pool-concurrency", "pool-queue", "stateless", "shell", "pass-environment"})
 
     def test_globalOptionNames(self) -> None:
         """
         Exactly the documented options are global only.
         """
-        self.assertEqual(set(GLOBAL_OPTIONS), {"port", "log-level", "log-format",
-                                               "log-file", "cwd", "write-buffer-size"})
+        self.assertEqual(set(GLOBAL_OPTIONS), {
+            "port", "log-level", "log-format", "log-file", "cwd", "write-buffer-size",
+            "tls-key", "tls-cert", "tls-client-ca", "api-key", "bearer-token-file",
+            "allow-origin", "allow-host", "cors-allow-credentials", "cors-max-age",
+            "max-body-size", "rate-limit", "rate-burst", "read-timeout", "keepalive-timeout"})
+
+    def test_secrets(self) -> None:
+        """
+        API keys: a string (commas separate several) or a list; the keys
+        never appear in an error.
+        """
+        self.assertEqual(secrets(" a1 , b2,"), ["a1", "b2"])
+        self.assertEqual(secrets(["a1", " b2 "]), ["a1", "b2"])
+        for bad in (" , ", [], [12345678], 12345678, {"k": "v"}):
+            e = self.assertRaises(ValueError, secrets, bad)
+            self.assertNotIn("12345678", str(e))
+
+    def test_apiKeyFromEnvironment(self) -> None:
+        options, used = optionsFromEnvironment({"MCP_PROXY_API_KEY": "one,two"})
+        self.assertEqual((options, used), ({"api-key": ["one", "two"]}, ["MCP_PROXY_API_KEY"]))
+        options, _ = optionsFromEnvironment({"MCP_PROXY_API_KEY": "one",
+                                             "MCPBRIDGE_API_KEY": "three"})
+        self.assertEqual(options["api-key"], ["three"])
 
     def test_serverCoercers(self) -> None:
         """

@@ -1,0 +1,179 @@
+"""
+The HTTP server the bridge's resource runs in: a L{Site} whose connections
+cannot be held open by slow or silent clients, whose request bodies are
+bounded, and whose access log is a debug event.
+
+Twisted's own idle timeout restarts on every byte received, so a client
+that sends a request one byte at a time ("slowloris") keeps its connection
+for ever.  L{BridgeChannel} adds a deadline for the whole request instead:
+from the connection's start, or from the first byte of a request on a
+kept-alive connection, the request line, headers and body must all arrive
+within C{readTimeout} seconds.  Once a request is being served (an SSE
+stream may last hours) no timeout applies; between requests the idle
+(keep-alive) timeout does.
+
+A body larger than C{maxBodySize} is not kept: L{BridgeRequest} reads and
+drops the rest, and the resource answers 413 once the request is whole
+(so the client reads a proper answer instead of a reset connection).
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request, Site
+
+from .logs import debugEnabled, logger
+
+log = logger("mcpbridge.http")
+
+#: The answer to a request that did not arrive in time.
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\n"
+              b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Length: 37\r\n"
+              b"Connection: close\r\n\r\n"
+              b"the request did not arrive in time.\r\n")
+
+
+class BridgeRequest(Request):
+    """
+    A request whose body is kept only up to the site's C{maxBodySize}.
+
+    @ivar tooLarge: whether the body was larger (its content is then
+        empty, and the resource must answer 413).
+    @ivar bodyBytes: how many body bytes arrived.
+    """
+
+    tooLarge = False
+    bodyBytes = 0
+    content: Any
+
+    def _limit(self) -> int:
+        site = getattr(self.channel, "site", None)
+        return int(getattr(site, "maxBodySize", 0) or 0)
+
+    def gotLength(self, length: Optional[int]) -> None:
+        limit = self._limit()
+        if limit and length is not None and length > limit:
+            self.tooLarge = True
+            self.content = BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.bodyBytes += len(data)
+        if self.tooLarge:
+            return
+        limit = self._limit()
+        if limit and self.bodyBytes > limit:
+            # A chunked body that grew too large: drop what was kept.
+            self.tooLarge = True
+            self.content.close()
+            self.content = BytesIO()
+            return
+        super().handleContentChunk(data)
+
+
+class BridgeChannel(HTTPChannel):
+    """
+    An HTTP connection with a deadline for each request to arrive whole,
+    and the site's write buffer size.
+    """
+
+    transport: Any
+
+    readTimeout: float = 30.0
+    writeBufferSize: Optional[int] = None
+    _readDeadline: Optional[IDelayedCall] = None
+    _abortCall: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        # A producer streaming to this transport is paused once more than
+        # bufferSize bytes wait to be written.
+        if self.writeBufferSize and hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = self.writeBufferSize
+        super().connectionMade()
+        self._startDeadline()
+
+    def _startDeadline(self) -> None:
+        if self.readTimeout and self._readDeadline is None:
+            self._readDeadline = self.callLater(self.readTimeout, self._readTimedOut)
+
+    def _stopDeadline(self) -> None:
+        if self._readDeadline is not None:
+            if self._readDeadline.active():
+                self._readDeadline.cancel()
+            self._readDeadline = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._handlingRequest:
+            self._startDeadline()
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._stopDeadline()
+        super().allContentReceived()
+
+    def _readTimedOut(self) -> None:
+        self._readDeadline = None
+        if self._handlingRequest or self.transport is None or self.transport.disconnecting:
+            return
+        if debugEnabled():
+            log.debug("closing {peer}: no whole request within {seconds} s",
+                      peer=str(self.transport.getPeer()), seconds=self.readTimeout)
+        self.transport.write(_TIMED_OUT)
+        self.loseConnection()
+        # A client that does not read the answer does not keep the socket.
+        self._abortCall = self.callLater(5.0, self._abort)
+
+    def _abort(self) -> None:
+        self._abortCall = None
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stopDeadline()
+        if self._abortCall is not None and self._abortCall.active():
+            self._abortCall.cancel()
+        self._abortCall = None
+        super().connectionLost(reason)
+
+
+class BridgeSite(Site):
+    """
+    The bridge's site: L{BridgeChannel} connections making L{BridgeRequest}s,
+    and an access log line per request only at debug level.
+
+    @ivar maxBodySize: the largest request body kept (0: no limit).
+    @ivar readTimeout: seconds a request has to arrive whole (0: no limit).
+    @ivar writeBufferSize: bytes queued for a client before the producer
+        feeding it is paused.
+    """
+
+    protocol = BridgeChannel  # type: ignore[assignment]
+    requestFactory = BridgeRequest
+    displayTracebacks = False
+    maxBodySize = 4 * 1024 * 1024
+    readTimeout = 30.0
+    writeBufferSize = 64 * 1024
+
+    _log = logger("mcpbridge.access")
+
+    def __init__(self, resource: Any, keepaliveTimeout: float = 60.0, **kw: Any) -> None:
+        super().__init__(resource, timeout=keepaliveTimeout or None, **kw)
+
+    def log(self, request: Any) -> None:
+        if debugEnabled():
+            self._log.debug("{method} {uri} {code}", method=request.method,
+                            uri=request.uri, code=request.code)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        channel.readTimeout = self.readTimeout
+        channel.writeBufferSize = self.writeBufferSize
+        return channel

@@ -10,7 +10,8 @@ probe them without credentials), and so is a CORS preflight (browsers send
 it without credentials).  Everything else needs a valid credential when any
 is configured: an API key in C{X-API-Key}, or a bearer token in
 C{Authorization: Bearer}.  A refused request never reaches a route, so it
-never starts a child.
+never starts a child.  An accepted one carries its credential's digest as
+C{request.principal}, which the sessions it creates are bound to.
 """
 
 from __future__ import annotations
@@ -120,33 +121,42 @@ class Credentials:
             self._tokens = [_digest(t.encode("utf-8")) for t in readTokenFile(self.tokenFile)]
 
     @staticmethod
-    def _matches(given: bytes, digests: list[bytes]) -> bool:
-        # Every digest is compared, so the time taken does not say which
-        # (or whether any) matched.
+    def _matches(given: bytes, digests: list[bytes]) -> Optional[bytes]:
+        """
+        The digest C{given} matches, if any.  Every digest is compared, so
+        the time taken does not say which (or whether any) matched.
+        """
         candidate = _digest(given)
         found = False
         for digest in digests:
             found |= hmac.compare_digest(candidate, digest)
-        return found
+        return candidate if found else None
 
-    def check(self, request: IRequest) -> Optional[str]:
+    def identify(self, request: IRequest) -> tuple[Optional[bytes], Optional[str]]:
         """
-        @return: L{None} when the request carries a valid credential (or
-            none is needed), else why it is refused.
+        Who a request comes from.
+
+        @return: the digest of the valid credential it carries (L{None}
+            when no credential is needed) and L{None}; or L{None} and why
+            it is refused.
         """
         if not self.enabled:
-            return None
+            return None, None
         key = request.getHeader(b"x-api-key")
         authorization = request.getHeader(b"authorization")
-        if key is not None and self._keys and self._matches(key.strip(), self._keys):
-            return None
+        if key is not None and self._keys:
+            found = self._matches(key.strip(), self._keys)
+            if found is not None:
+                return found, None
         if authorization is not None and self._tokens:
             scheme, _, token = authorization.strip().partition(b" ")
-            if scheme.lower() == b"bearer" and self._matches(token.strip(), self._tokens):
-                return None
+            if scheme.lower() == b"bearer":
+                found = self._matches(token.strip(), self._tokens)
+                if found is not None:
+                    return found, None
         if key is None and authorization is None:
-            return "no credentials"
-        return "invalid credentials"
+            return None, "no credentials"
+        return None, "invalid credentials"
 
     def challenges(self, problem: str) -> list[bytes]:
         """
@@ -272,7 +282,10 @@ class Gate(Resource):
                           client=_clientOf(request), seconds=wait)
                 return _refuse(request, 429, "Too Many Requests: this client's request "
                                "rate is over the limit (see --rate-limit)", retryAfter=wait)
-            problem = self.credentials.check(request)
+            principal, problem = self.credentials.identify(request)
+            # The routes bind new sessions to it: another client's
+            # credential cannot use them, even knowing their ids.
+            request.principal = principal  # type: ignore[attr-defined]
             if problem is not None:
                 log.info("refused {method} {path} from {client}: {problem}",
                          method=request.method.decode("ascii", "replace"),

@@ -47,6 +47,8 @@ class LegacySession:
         self.clock = manager.reactor
         self.id = sessionId
         self.messagesPath = messagesPath
+        #: The credential (its digest) the session was made with: no other may use it.
+        self.owner: Optional[bytes] = None
         self.protocolVersion: Optional[str] = None
         self.state = "ready"
         self.initialized = False

@@ -188,6 +188,8 @@ class Session:
         self.clock = manager.reactor
         self.id = sessionId
         self.protocolVersion = DEFAULT_VERSION
+        #: The credential (its digest) the session was made with: no other may use it.
+        self.owner: Optional[bytes] = None
         self.state = "starting"
         self.lastActivity = self.clock.seconds()
         self.requests = Requests(self.clock, self._timedOut)

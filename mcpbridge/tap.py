@@ -13,13 +13,13 @@ from typing import Any, Callable, NoReturn, Optional
 from twisted.application import strports
 from twisted.application.service import IService
 from twisted.python import usage
-from twisted.web.server import Site
 
 from . import __version__
 from .child import ChildStartError, CommandSpec, buildEnvironment
 from .config import (
     ENVIRONMENT,
     GLOBAL_OPTIONS,
+    LIST_OPTIONS,
     SERVER_OPTIONS,
     Config,
     ConfigError,
@@ -30,12 +30,15 @@ from .config import (
     parseNamedServer,
     size,
 )
+from .gate import CORS, Credentials, CredentialError, Gate, RateLimiter
 from .guard import OriginGuard
 from .logs import FORMATS, LEVELS, logger, makeObserver, setLogLevel
 from .pool import PoolConfig
-from .servers import BridgedServer, ServerSpec, prefixOf
+from .servers import BridgedServer, Servers, ServerSpec, prefixOf
 from .service import BridgeService
 from .sessions import SessionConfig
+from .site import BridgeSite
+from .tls import ServerTLS, TLSError
 from .web import BridgeApp
 
 DEFAULT_PORT = "tcp:3000:interface=127.0.0.1"
@@ -76,6 +79,9 @@ class Options(usage.Options):
          "Serve session-era clients without sessions: initialize is answered by the "
          "bridge and requests go to the pool of shared children (no child per session; "
          "GET and DELETE get 405)."],
+        ["cors-allow-credentials", None,
+         "Let pages of allowed origins send credentials (cookies, HTTP auth) "
+         "cross-origin (Access-Control-Allow-Credentials: true)."],
     ]
 
     optParameters = [
@@ -116,6 +122,36 @@ class Options(usage.Options):
          _nonNegativeInt],
         ["pool-queue", None, 256,
          "Stateless requests that may wait for a pool child; more get 503.", _nonNegativeInt],
+        ["max-session-streams", None, 64,
+         "Most streams (requests waiting for answers, and the GET stream) one session "
+         "may have open at once; more get 429; 0 unlimited.", _nonNegativeInt],
+        ["tls-key", None, None,
+         "Serve HTTPS: the PEM private key (with --tls-cert); wraps every --port, "
+         "unix: and systemd: ones included; SIGHUP reads it again."],
+        ["tls-cert", None, None,
+         "The PEM certificate for --tls-key, followed by its intermediate certificates."],
+        ["tls-client-ca", None, None,
+         "Require client certificates signed by a CA in this PEM file (mutual TLS)."],
+        ["bearer-token-file", None, None,
+         "Require a token from this file (one per line) in Authorization: Bearer; "
+         "SIGHUP reads it again."],
+        ["cors-max-age", None, 600,
+         "Seconds a browser may cache a CORS preflight answer.", _nonNegativeInt],
+        ["max-body-size", None, 4 * 1024 * 1024,
+         "Largest request body accepted (bytes, K/M/G suffixes); larger ones get 413.",
+         _size],
+        ["rate-limit", None, 0.0,
+         "Requests a second each client (IP address) may make on average; more get 429; "
+         "0 unlimited (/health and /ping are not counted).", _nonNegativeFloat],
+        ["rate-burst", None, 0,
+         "Requests a client may make at once above --rate-limit (default twice the rate).",
+         _nonNegativeInt],
+        ["read-timeout", None, 30.0,
+         "Seconds a client has to send a whole request (line, headers and body) before "
+         "its connection is closed with 408; 0 never.", _nonNegativeFloat],
+        ["keepalive-timeout", None, 60.0,
+         "Seconds an idle connection (no request in progress) stays open; 0 never.",
+         _nonNegativeFloat],
         ["write-buffer-size", None, 64 * 1024,
          "Bytes queued for one client before the bridge stops reading the child that "
          "feeds it, until the client catches up.", _size],
@@ -132,7 +168,9 @@ class Options(usage.Options):
 
     compData = usage.Completions(
         optActions={"cwd": usage.CompleteDirs(), "config": usage.CompleteFiles("*.json"),
-                    "log-file": usage.CompleteFiles()},
+                    "log-file": usage.CompleteFiles(), "tls-key": usage.CompleteFiles(),
+                    "tls-cert": usage.CompleteFiles(), "tls-client-ca": usage.CompleteFiles(),
+                    "bearer-token-file": usage.CompleteFiles()},
     )
 
     _parsing = False
@@ -143,6 +181,7 @@ class Options(usage.Options):
         self["env"] = {}
         self["allow-origin"] = []
         self["allow-host"] = []
+        self["api-key"] = []
         self["command"] = ()
         self["named-server"] = []
         #: Options given on the command line (they win over everything).
@@ -191,12 +230,21 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from e
 
     def opt_allow_origin(self, origin: str) -> None:
-        """Also accept requests from this browser Origin (repeatable; exact, a pattern with *, or * for any). Loopback origins are always accepted."""
+        """Also accept requests, and answer CORS, from this browser Origin (repeatable; exact, a pattern with *, or * for any). Loopback origins are always accepted."""
+        self.given.add("allow-origin")
         self["allow-origin"].append(origin)
 
     def opt_allow_host(self, host: str) -> None:
         """Also serve requests whose Host is this name (repeatable; name, name:port, a pattern with *, or * for any). Loopback names are always served."""
+        self.given.add("allow-host")
         self["allow-host"].append(host)
+
+    def opt_api_key(self, key: str) -> None:
+        """Require this key in X-API-Key (repeatable: any of them is accepted; prefer MCP_PROXY_API_KEY, which other users cannot see in ps)."""
+        if not key.strip():
+            raise usage.UsageError("--api-key must not be empty")
+        self.given.add("api-key")
+        self["api-key"].append(key.strip())
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -239,6 +287,7 @@ class Options(usage.Options):
                 if source != "the command line":
                     _fail(f"{source}: bad port {desc!r}: {e}")
                 raise usage.UsageError(f"bad --port {desc!r}: {e}") from e
+        self._checkTLS()
         if self["command"] and not self.entries():
             # The only server: a command that cannot run is a usage error.
             # Among several, it is that server's failure, not the others'.
@@ -246,6 +295,29 @@ class Options(usage.Options):
                 self.commandSpec().resolve()
             except ChildStartError as e:
                 raise usage.UsageError(str(e)) from e
+
+    def _checkTLS(self) -> None:
+        """
+        The TLS options go together, and do not wrap ports that have TLS
+        of their own; those may not lower the TLS version.
+        """
+        if bool(self["tls-key"]) != bool(self["tls-cert"]):
+            raise usage.UsageError("--tls-key and --tls-cert go together: give both")
+        if self["tls-client-ca"] and not self["tls-key"]:
+            raise usage.UsageError("--tls-client-ca needs --tls-key and --tls-cert")
+        for desc in self["port"]:
+            if desc.split(":", 1)[0].lower() != "ssl":
+                continue
+            if self["tls-key"]:
+                raise usage.UsageError(
+                    f"--port {desc!r} has TLS of its own; with --tls-key and --tls-cert "
+                    f"use a plain endpoint (tcp:, unix:, systemd:) and they wrap it")
+            for part in desc.split(":")[1:]:
+                key, eq, value = part.partition("=")
+                if eq and key.strip() == "method" and value.strip() != "TLSv1_2_METHOD":
+                    raise usage.UsageError(
+                        f"--port {desc!r}: method={value} is refused; the bridge serves "
+                        f"TLS 1.2 and newer only (leave method out)")
 
     def variablesUsed(self, option: Optional[str] = None) -> list[str]:
         """
@@ -277,7 +349,8 @@ class Options(usage.Options):
                 self.sources[name] = str(self["config"])
             else:
                 # Back to the default: a reload may have removed it from the file.
-                super().__setitem__(name, self.defaults.get(name))
+                super().__setitem__(name, [] if name in LIST_OPTIONS
+                                    else self.defaults.get(name))
                 self.sources[name] = "the default"
         if isinstance(self["port"], str):
             super().__setitem__("port", [self["port"]])
@@ -369,6 +442,7 @@ class Options(usage.Options):
             historyBytes=get("history-size"),
             drainTimeout=get("drain-timeout"),
             spares=get("spares"),
+            maxStreams=get("max-session-streams"),
         )
 
     def serverSpecs(self) -> dict[Optional[str], ServerSpec]:
@@ -386,39 +460,6 @@ class Options(usage.Options):
         return specs
 
 
-class _QuietSite(Site):
-    """
-    A Site whose access log is a debug event rather than a line per request,
-    and whose connections queue at most C{writeBufferSize} bytes before
-    they push back on what feeds them.
-    """
-
-    _log = logger("mcpbridge.access")
-    writeBufferSize = 64 * 1024
-
-    def log(self, request: Any) -> None:
-        from .logs import debugEnabled
-
-        if debugEnabled():
-            self._log.debug("{method} {uri} {code}", method=request.method,
-                            uri=request.uri, code=request.code)
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
-        size = self.writeBufferSize
-        makeConnection = protocol.makeConnection
-
-        def withBufferSize(transport: Any) -> None:
-            # A producer streaming to this transport is paused once more
-            # than bufferSize bytes wait to be written.
-            if hasattr(transport, "bufferSize"):
-                transport.bufferSize = size
-            makeConnection(transport)
-
-        protocol.makeConnection = withBufferSize
-        return protocol
-
-
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     """
     Build the bridge: its servers (each with its session manager and
@@ -429,47 +470,137 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
 
         reactor = _reactor
     setLogLevel(options["log-level"])
-    guard = OriginGuard(options["allow-host"], options["allow-origin"])
     top = BridgeService(lambda spec: BridgedServer.build(spec, reactor), reactor)
     if options["log-format"] != "text" or options["log-file"]:
         try:
             top.logObserver = makeObserver(options["log-format"], options["log-file"])
         except (OSError, ValueError) as e:
             _fail(f"cannot log to {options['log-file']}: {e}")
-    bridge = BridgeApp(top.servers, guard, reactor)
-    site = _QuietSite(bridge.resource())
-    site.displayTracebacks = False
-    site.writeBufferSize = options["write-buffer-size"]
-
+    try:
+        front = Front(options, top.servers, reactor)
+    except (CredentialError, TLSError) as e:
+        _fail(str(e))
     for spec in options.serverSpecs().values():
         top.addServer(spec)
     for description in options["port"]:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
-    if options["config"]:
-        top.reloader = lambda: _reloadSpecs(options)
+        strports.service(description, front.factory, reactor=reactor).setServiceParent(top)
+    top.reloader = lambda: _reload(options, front)
     names = ", ".join(f"{prefixOf(s.serverName) or '/'} ({' '.join(s.manager.command.argv)})"
                       for s in top.servers)
-    log.info("mcpbridge {version} on {ports} serving {servers}", version=__version__,
-             ports=", ".join(options["port"]), servers=names)
+    log.info("mcpbridge {version} on {ports}{tls} serving {servers}", version=__version__,
+             ports=", ".join(options["port"]), servers=names,
+             tls=" (TLS)" if front.tls is not None else "")
+    if front.gate.credentials.enabled:
+        log.info("authentication required: {count} credential(s)",
+                 count=front.gate.credentials.count)
+    elif not all(_loopbackOnly(d) for d in options["port"]):
+        log.warn("no authentication (see --api-key, --bearer-token-file) on a port that "
+                 "is not loopback-only: anyone who reaches it can run the server's tools")
     variables = options.variablesUsed()
     if variables:
         log.info("settings from the environment: {names}", names=", ".join(variables))
     return top
 
 
-def _reloadSpecs(options: Options) -> dict[Optional[str], ServerSpec]:
+class Front:
     """
-    Read the config file again and say what servers it asks for.
+    The bridge's HTTP front: the site (with its limits on clients), the
+    gate (CORS, rate limit, authentication, body size) around the routes,
+    and the TLS that wraps every port.
+    """
 
-    @raise ConfigError: when it cannot be used.
+    def __init__(self, options: Options, servers: Servers, reactor: Any) -> None:
+        self.reactor = reactor
+        guard = self._guard(options)
+        self.bridge = BridgeApp(servers, guard, reactor)
+        self.gate = Gate(self.bridge.resource(), guard, Credentials(),
+                         RateLimiter(0, 0, reactor))
+        self.site = BridgeSite(self.gate, reactor=reactor)
+        self.tls: Optional[ServerTLS] = None
+        self.tlsFiles = (options["tls-key"], options["tls-cert"], options["tls-client-ca"])
+        if options["tls-key"]:
+            self.tls = ServerTLS(*self.tlsFiles)
+        self.factory = self.tls.wrap(self.site) if self.tls is not None else self.site
+        self.configure(options, self.loadCredentials(options))
+
+    @staticmethod
+    def _guard(options: Options) -> OriginGuard:
+        return OriginGuard(options["allow-host"], options["allow-origin"])
+
+    @staticmethod
+    def loadCredentials(options: Options) -> Credentials:
+        """
+        @raise CredentialError: for a bearer token file that cannot be used.
+        """
+        return Credentials(options["api-key"], options["bearer-token-file"])
+
+    def configure(self, options: Options, credentials: Credentials) -> None:
+        """
+        Apply the settings (at start, and on each reload).
+        """
+        guard = self._guard(options)
+        self.bridge.guard = self.gate.guard = guard
+        self.gate.credentials = credentials
+        limiter = self.gate.limiter
+        if (limiter.rate, limiter.burst) != (options["rate-limit"],
+                                             options["rate-burst"] or limiter.burst):
+            self.gate.limiter = RateLimiter(options["rate-limit"], options["rate-burst"],
+                                            self.reactor)
+        self.gate.cors = CORS(bool(options["cors-allow-credentials"]),
+                              options["cors-max-age"])
+        site = self.site
+        site.maxBodySize = options["max-body-size"]
+        site.readTimeout = options["read-timeout"]
+        site.timeOut = options["keepalive-timeout"] or None
+        site.writeBufferSize = options["write-buffer-size"]
+
+
+def _loopbackOnly(description: str) -> bool:
+    """
+    Whether an endpoint description listens only where other machines
+    cannot reach: a loopback interface or a unix socket.
+    """
+    kind = description.split(":", 1)[0].lower()
+    if kind == "unix":
+        return True
+    return any(f"interface={host}" in description
+               for host in ("127.0.0.1", "localhost", "\\:\\:1", "::1"))
+
+
+def _reload(options: Options, front: Front) -> dict[Optional[str], ServerSpec]:
+    """
+    SIGHUP: read the config file (if any), the bearer token file and the
+    TLS files again, and say what servers to run.  Nothing changes unless
+    all of them can be used.
+
+    @raise ConfigError: when any cannot be used.
     """
     ports, previous = list(options["port"]), options.configFile
-    options.reloadConfig()
+    if options["config"]:
+        options.reloadConfig()
+
+    def undo(problem: str) -> NoReturn:
+        if options["config"]:
+            options.configFile = previous
+            options.resolve()
+        raise ConfigError(problem)
+
     specs = options.serverSpecs()
     if not specs:
-        options.configFile = previous
-        options.resolve()
-        raise ConfigError(f"{options['config']}: no server left to serve")
+        undo(f"{options['config']}: no server left to serve")
+    try:
+        credentials = front.loadCredentials(options)
+    except CredentialError as e:
+        undo(str(e))
+    tlsFiles = (options["tls-key"], options["tls-cert"], options["tls-client-ca"])
+    if tlsFiles != front.tlsFiles:
+        log.warn("the TLS files named in the config file changed; that takes a restart")
+    if front.tls is not None:
+        try:
+            front.tls.reload()
+        except TLSError as e:
+            undo(str(e))
+    front.configure(options, credentials)
     setLogLevel(options["log-level"])
     if list(options["port"]) != ports:
         log.warn("the listening ports changed in the config file; that takes a restart")

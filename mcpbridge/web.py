@@ -15,7 +15,7 @@ stateless era and goes to the modern pool.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from klein import Klein
 from twisted.web.iweb import IRequest
@@ -23,6 +23,7 @@ from twisted.web.iweb import IRequest
 from . import __version__, jsonrpc, modern
 from .guard import OriginGuard
 from .jsonrpc import Message
+from .legacy import LegacySession
 from .logs import debugEnabled, logger
 from .pool import ChildPool
 from .servers import BridgedServer, Servers
@@ -151,7 +152,7 @@ class BridgeApp:
         header = request.getHeader(b"mcp-session-id")
         if header is None:
             return None
-        return server.manager.get(header.decode("ascii", "replace"))
+        return _owned(request, server.manager.get(header.decode("ascii", "replace")))
 
     def _session(self, request: IRequest, live: Optional[Session]) -> Session:
         """
@@ -301,6 +302,7 @@ class BridgeApp:
         except SessionError as e:
             e.id = message.id
             raise
+        session.owner = _principal(request)
         connection = Connection(request, self.clock)
         session.initialize(message, connection)
         return connection.deferred
@@ -342,6 +344,7 @@ class BridgeApp:
         server = self._server(request, name)
         prefix = b"" if name is None else b"/servers/" + name.encode("utf-8")
         session = server.manager.createLegacy(prefix + b"/messages")
+        session.owner = _principal(request)
         connection = Connection(request, self.clock)
         session.open(connection)
         self.log.debug("SSE session {session} opened", session=session.id)
@@ -361,7 +364,7 @@ class BridgeApp:
         if not ids:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Bad Request: the session_id query parameter is required")
-        session = server.manager.getLegacy(ids[0].decode("ascii", "replace"))
+        session = _owned(request, server.manager.getLegacy(ids[0].decode("ascii", "replace")))
         if session is None:
             raise SessionError(404, jsonrpc.INVALID_REQUEST,
                                "Session not found: its SSE stream ended or never existed; "
@@ -435,6 +438,26 @@ class BridgeApp:
         _, report = self._summary()
         report["servers"] = [s.status() for s in self.servers]
         return _report(request, report, 200)
+
+
+def _principal(request: IRequest) -> Optional[bytes]:
+    """
+    Who the gate found a request comes from (L{None} without credentials).
+    """
+    return getattr(request, "principal", None)
+
+
+_S = TypeVar("_S", Session, LegacySession)
+
+
+def _owned(request: IRequest, session: Optional[_S]) -> Optional[_S]:
+    """
+    C{session} if the request's credential is the one it was made with:
+    to anyone else it does not exist.
+    """
+    if session is not None and session.owner != _principal(request):
+        return None
+    return session
 
 
 def _report(request: IRequest, report: dict[str, Any], status: int) -> bytes:

@@ -261,6 +261,45 @@ class AuthenticationTests(FrontTestCase):
         self.assertRaises(CredentialError, credentials.reload)
         self.assertEqual(self.initialize(Authorization="Bearer new-token-1").status, 200)
 
+    def test_sessionsBoundToCredential(self) -> None:
+        """
+        A session belongs to the credential that made it: another valid
+        credential that knows its id gets 404, as for a session that does
+        not exist, and the session's child never hears of it.
+        """
+        response = self.initialize(**{"X-API-Key": KEY1})
+        sid = response.header("mcp-session-id")
+        assert sid is not None
+        child = self.spawner.last
+        ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+        for other in ({"X-API-Key": KEY2}, {"Authorization": f"Bearer {TOKEN}"}):
+            headers = mcpHeaders(**{"Mcp-Session-Id": sid}, **other)
+            self.assertEqual(self.request("POST", "/mcp", ping, headers).status, 404)
+            self.assertEqual(self.request("GET", "/mcp", b"", {
+                **headers, "Accept": "text/event-stream"}).status, 404)
+            self.assertEqual(self.request("DELETE", "/mcp", b"", headers).status, 404)
+        self.assertNotIn(7, [m.get("id") for m in child.received()])
+        self.assertIn(sid, self.manager.sessions)
+        owner = mcpHeaders(**{"Mcp-Session-Id": sid, "X-API-Key": KEY1})
+        protocol, transport = self.connect()
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(ping).encode(), owner))
+        self.assertIn(7, [m.get("id") for m in child.received()])
+
+    def test_sseSessionsBoundToCredential(self) -> None:
+        """
+        The same holds for HTTP+SSE sessions' message endpoint.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(rawRequest("GET", "/sse", b"", {
+            "Accept": "text/event-stream", "X-API-Key": KEY1}))
+        endpoint = next(line for line in transport.value().split(b"\n")
+                        if line.startswith(b"data: /messages")).decode()[6:].strip()
+        ping = {"jsonrpc": "2.0", "id": 8, "method": "ping"}
+        other = self.request("POST", endpoint, ping, mcpHeaders(**{"X-API-Key": KEY2}))
+        self.assertEqual(other.status, 404)
+        mine = self.request("POST", endpoint, ping, mcpHeaders(**{"X-API-Key": KEY1}))
+        self.assertEqual(mine.status, 202)
+
     def test_noneConfigured(self) -> None:
         """
         With no key and no token, no credentials are asked for.

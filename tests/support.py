@@ -29,6 +29,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -146,13 +147,16 @@ def still_alive(snap: Sequence[Tuple[int, int]]) -> List[int]:
 
 def http_request(port: int, method: str, path: str, body: Optional[bytes] = None,
                  headers: Optional[Dict[str, str]] = None,
-                 timeout: float = 10.0) -> Tuple[int, Dict[str, str], bytes]:
+                 timeout: float = 10.0, tls: Optional[ssl.SSLContext] = None,
+                 ) -> Tuple[int, Dict[str, str], bytes]:
     """
-    One bounded HTTP request to 127.0.0.1:C{port}; the whole body is read.
+    One bounded HTTP request to 127.0.0.1:C{port} (HTTPS with C{tls}); the
+    whole body is read.
 
     @return: (status, lower-cased headers, body).
     """
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = (http.client.HTTPSConnection(HOST, port, timeout=timeout, context=tls)
+            if tls is not None else http.client.HTTPConnection(HOST, port, timeout=timeout))
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -226,14 +230,21 @@ class Bridge:
     @ivar command: the MCP server command line the bridge runs per session.
     @ivar options: extra mcpbridge options (before the C{--}).
     @ivar port: the TCP port; C{url} is C{http://127.0.0.1:PORT/mcp}.
+    @ivar endpoint: the --port given, with C{{port}} and C{{host}} filled in
+        (default C{tcp:{port}:interface={host}}).
+    @ivar tls: the client TLS context, when the bridge serves HTTPS (its
+        C{url} is then C{https://}).
     @ivar log: the bridge's output, once stopped.
     """
 
     def __init__(self, command: Sequence[str], options: Sequence[str] = (),
                  env: Optional[Dict[str, str]] = None, ready_timeout: float = 20.0,
-                 stop_timeout: float = 15.0) -> None:
+                 stop_timeout: float = 15.0, endpoint: str = "tcp:{port}:interface={host}",
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         self.command = list(command)
         self.options = list(options)
+        self.endpoint = endpoint
+        self.tls = tls
         self.env = child_env(env)
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -246,11 +257,11 @@ class Bridge:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/mcp"
+        return f"{self.base}/mcp"
 
     @property
     def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{HOST}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -259,7 +270,7 @@ class Bridge:
 
     def argv(self) -> List[str]:
         return [TWISTD, "-n", "--pidfile=", "mcpbridge",
-                "--port", f"tcp:{self.port}:interface={HOST}",
+                "--port", self.endpoint.format(port=self.port, host=HOST),
                 *self.options, "--", *self.command]
 
     def start(self, healthy: bool = True) -> "Bridge":
@@ -287,7 +298,8 @@ class Bridge:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    status, _, body = http_request(self.port, "GET", "/health", timeout=2.0)
+                    status, _, body = http_request(self.port, "GET", "/health", timeout=2.0,
+                                                   tls=self.tls)
                     if status == 200 or not healthy:
                         return self
                     last = (status, body)
@@ -302,7 +314,8 @@ class Bridge:
         raise BridgeError(f"no free port for the bridge after 3 attempts: {last!r}")
 
     def health(self, timeout: float = 5.0) -> Dict[str, Any]:
-        status, _, body = http_request(self.port, "GET", "/health", timeout=timeout)
+        status, _, body = http_request(self.port, "GET", "/health", timeout=timeout,
+                                       tls=self.tls)
         result: Dict[str, Any] = json.loads(body)
         result["_status"] = status
         return result
@@ -433,8 +446,11 @@ class BridgeTestCase(unittest.TestCase):
     gone_timeout = 10.0
 
     def start_bridge(self, command: Sequence[str], options: Sequence[str] = (),
-                     check_leaks: bool = True) -> Bridge:
-        bridge = Bridge(command, [*self.bridge_options, *options]).start()
+                     check_leaks: bool = True, **kw: Any) -> Bridge:
+        """
+        Start a bridge (C{kw} as for L{Bridge}: env, endpoint, tls, ...).
+        """
+        bridge = Bridge(command, [*self.bridge_options, *options], **kw).start()
         self.addCleanup(self._stop, bridge, check_leaks)
         return bridge
 

@@ -28,6 +28,11 @@ HTTP exchange that carried it (``GET`` stream or the ``POST`` of which
 request), read by a tap on the SDK's HTTP transport.  Exit status: 0 when
 ``ok``, 1 when a check failed, 2 on an exception.  Every wait is bounded.
 
+Environment: ``MCPBRIDGE_CLIENT_HEADERS`` (a JSON object of headers every
+request carries, e.g. an API key), ``MCPBRIDGE_CLIENT_CAFILE`` (the CA to
+verify an https:// bridge with), ``MCPBRIDGE_CLIENT_CERT`` and
+``MCPBRIDGE_CLIENT_KEY`` (a client certificate for mutual TLS).
+
 ``resumption`` is raw HTTP (``http.client``): the SDK gives no way to drop a
 connection on purpose, and resuming is what is tested.
 """
@@ -38,6 +43,7 @@ import http.client
 import json
 import os
 import re
+import ssl
 import sys
 import time
 import traceback
@@ -121,12 +127,33 @@ class _TapStream(httpx2.AsyncByteStream):
         await self.inner.aclose()
 
 
+def tls_context() -> Optional[ssl.SSLContext]:
+    """The client's TLS settings from the environment: MCPBRIDGE_CLIENT_CAFILE
+    (the only CA trusted; verification stays on) and MCPBRIDGE_CLIENT_CERT /
+    MCPBRIDGE_CLIENT_KEY (a client certificate, for mutual TLS)."""
+    cafile = os.environ.get("MCPBRIDGE_CLIENT_CAFILE")
+    cert = os.environ.get("MCPBRIDGE_CLIENT_CERT")
+    if not cafile and not cert:
+        return None
+    context = ssl.create_default_context(cafile=cafile)
+    if cert:
+        context.load_cert_chain(cert, os.environ.get("MCPBRIDGE_CLIENT_KEY"))
+    return context
+
+
+def extra_headers() -> Dict[str, str]:
+    """Headers every request carries: MCPBRIDGE_CLIENT_HEADERS, a JSON object
+    (e.g. {"X-API-Key": "..."})."""
+    return json.loads(os.environ.get("MCPBRIDGE_CLIENT_HEADERS") or "{}")
+
+
 class Tap(httpx2.AsyncHTTPTransport):
     """An httpx2 transport that records every exchange and every JSON-RPC
     message received, labelled with the request that carried it."""
 
     def __init__(self) -> None:
-        super().__init__()
+        context = tls_context()
+        super().__init__(**({"verify": context} if context is not None else {}))
         self.exchanges: List[JSON] = []
         self.wire: List[JSON] = []
         self.session_ids: List[str] = []
@@ -237,14 +264,15 @@ class Connection:
             def factory(headers: Optional[Dict[str, str]] = None,
                         timeout: Optional[httpx2.Timeout] = None,
                         auth: Optional[httpx2.Auth] = None) -> httpx2.AsyncClient:
-                return httpx2.AsyncClient(transport=self.tap, headers=headers,
+                return httpx2.AsyncClient(transport=self.tap,
+                                          headers={**extra_headers(), **(headers or {})},
                                           timeout=timeout, auth=auth)
 
             transport = sse_client(url, timeout=15.0, sse_read_timeout=60.0,
                                    httpx_client_factory=factory,
                                    on_session_created=self.sse_session_ids.append)
         else:
-            self.http = httpx2.AsyncClient(transport=self.tap,
+            self.http = httpx2.AsyncClient(transport=self.tap, headers=extra_headers(),
                                            timeout=httpx2.Timeout(15.0, read=60.0))
             transport = streamable_http_client(url, http_client=self.http,
                                                terminate_on_close=terminate_on_close)

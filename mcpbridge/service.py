@@ -44,6 +44,8 @@ class BridgeService(MultiService):
         self.servers = Servers()
         self.reloader: Optional[Callable[[], dict[Optional[str], ServerSpec]]] = None
         self.logObserver: Optional[ILogObserver] = None
+        #: The HTTP front (site, gate, TLS) that makeService built, if any.
+        self.front: Any = None
         self._retiring: set[Deferred[Any]] = set()
         self._previousHandler: Any = None
         self._reactor = reactor

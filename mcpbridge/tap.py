@@ -275,6 +275,7 @@ class Options(usage.Options):
                 "no MCP server command given; put it after the options, e.g. "
                 "mcpbridge --port tcp:3000 -- python -m mcp_server_time "
                 "(or name servers with --named-server or --config)")
+        self._checkTLS()
         for desc in self["port"]:
             try:
                 from twisted.internet.endpoints import _parseServer
@@ -287,7 +288,6 @@ class Options(usage.Options):
                 if source != "the command line":
                     _fail(f"{source}: bad port {desc!r}: {e}")
                 raise usage.UsageError(f"bad --port {desc!r}: {e}") from e
-        self._checkTLS()
         if self["command"] and not self.entries():
             # The only server: a command that cannot run is a usage error.
             # Among several, it is that server's failure, not the others'.
@@ -314,10 +314,10 @@ class Options(usage.Options):
                     f"use a plain endpoint (tcp:, unix:, systemd:) and they wrap it")
             for part in desc.split(":")[1:]:
                 key, eq, value = part.partition("=")
-                if eq and key.strip() == "method" and value.strip() != "TLSv1_2_METHOD":
+                if eq and key.strip() == "sslmethod" and value.strip() != "TLSv1_2_METHOD":
                     raise usage.UsageError(
-                        f"--port {desc!r}: method={value} is refused; the bridge serves "
-                        f"TLS 1.2 and newer only (leave method out)")
+                        f"--port {desc!r}: sslmethod={value} is refused; the bridge serves "
+                        f"TLS 1.2 and newer only (leave sslmethod out)")
 
     def variablesUsed(self, option: Optional[str] = None) -> list[str]:
         """
@@ -484,6 +484,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         top.addServer(spec)
     for description in options["port"]:
         strports.service(description, front.factory, reactor=reactor).setServiceParent(top)
+    top.front = front
     top.reloader = lambda: _reload(options, front)
     names = ", ".join(f"{prefixOf(s.serverName) or '/'} ({' '.join(s.manager.command.argv)})"
                       for s in top.servers)

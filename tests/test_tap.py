@@ -4,11 +4,13 @@ Tests for the twistd plugin's options and service, and the console script.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from twisted.application.service import IServiceCollection
 from twisted.internet.testing import MemoryReactorClock
@@ -18,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mcpbridge.pool import MODERN, ChildPool
 from mcpbridge.sessions import SessionManager
 from mcpbridge.servers import BridgedServer
-from mcpbridge.tap import DEFAULT_PORT, Options, makeService
+from mcpbridge.tap import DEFAULT_PORT, Front, Options, makeService
 
 from .support import ROOT, child_env
 
@@ -172,3 +174,139 @@ class ConsoleScriptTests(SynchronousTestCase):
         log.seek(0)
         self.assertIn(b"Server Shut Down", log.read())
         self.assertFalse(os.path.exists(os.path.join(ROOT, "twistd.pid")))
+
+
+class FrontOptionsTests(SynchronousTestCase):
+    """
+    The security options, as parsed and as the service they build applies
+    them.
+    """
+
+    def build(self, *args: str, env: dict[str, str] | None = None) -> tuple[Options, Any]:
+        self.patch(os, "environ", dict(env or {}))
+        options = parse(*args, "--pool-size", "0", *SH)
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        return options, service
+
+    def front(self, service: object) -> Any:
+        front = getattr(service, "front")
+        assert isinstance(front, Front)
+        return front
+
+    def test_defaults(self) -> None:
+        """
+        No credentials, no TLS, no rate limit; a 4 MiB body limit, 30 s to
+        send a request, 60 s of keep-alive, 64 streams per session.
+        """
+        options, service = self.build()
+        front = self.front(service)
+        self.assertFalse(front.gate.credentials.enabled)
+        self.assertIsNone(front.tls)
+        self.assertFalse(front.gate.limiter.enabled)
+        site = front.site
+        self.assertEqual((site.maxBodySize, site.readTimeout, site.timeOut),
+                         (4 * 1024 * 1024, 30.0, 60.0))
+        self.assertEqual(options.sessionConfig().maxStreams, 64)
+
+    def test_settings(self) -> None:
+        """
+        Each option reaches the part that applies it.
+        """
+        options, service = self.build(
+            "--api-key", "k1", "--api-key", "k2", "--rate-limit", "5", "--rate-burst", "7",
+            "--max-body-size", "1K", "--read-timeout", "3", "--keepalive-timeout", "0",
+            "--cors-allow-credentials", "--cors-max-age", "60", "--max-session-streams", "2",
+            "--allow-origin", "https://a.test")
+        front = self.front(service)
+        gate = front.gate
+        self.assertEqual(gate.credentials.count, 2)
+        self.assertEqual((gate.limiter.rate, gate.limiter.burst), (5.0, 7))
+        self.assertEqual((gate.cors.allowCredentials, gate.cors.maxAge), (True, 60))
+        self.assertTrue(gate.guard.originAllowed(b"https://a.test"))
+        self.assertIs(front.bridge.guard, gate.guard)
+        site = front.site
+        self.assertEqual((site.maxBodySize, site.readTimeout, site.timeOut), (1024, 3.0, None))
+        self.assertEqual(options.sessionConfig().maxStreams, 2)
+
+    def test_apiKeyEnvironment(self) -> None:
+        """
+        MCP_PROXY_API_KEY gives the keys; the command line wins over it.
+        """
+        _, service = self.build(env={"MCP_PROXY_API_KEY": "a,b,c"})
+        self.assertEqual(self.front(service).gate.credentials.count, 3)
+        _, service = self.build("--api-key", "x", env={"MCP_PROXY_API_KEY": "a,b,c"})
+        self.assertEqual(self.front(service).gate.credentials.count, 1)
+
+    def test_emptyApiKey(self) -> None:
+        self.assertRaises(UsageError, parse, "--api-key", " ", *SH)
+
+    def test_tlsUsage(self) -> None:
+        """
+        The TLS options go together, and not with an ssl: port; an ssl:
+        port may not pick an older protocol.
+        """
+        for args, problem in [
+                (["--tls-key", "k.pem"], "go together"),
+                (["--tls-cert", "c.pem"], "go together"),
+                (["--tls-client-ca", "ca.pem"], "needs --tls-key"),
+                (["--tls-key", "k", "--tls-cert", "c", "--port",
+                  "ssl:443:privateKey=k:certKey=c"], "has TLS of its own"),
+                (["--port", "ssl:443:privateKey=k:certKey=c:sslmethod=TLSv1_METHOD"],
+                 "TLS 1.2 and newer only")]:
+            e = self.assertRaises(UsageError, parse, *args, *SH)
+            self.assertIn(problem, str(e))
+
+    def test_reloadReconfigures(self) -> None:
+        """
+        A reload applies the config file's new security settings; one whose
+        token file cannot be read changes nothing.
+        """
+        directory = tempfile.mkdtemp()
+        self.addCleanup(subprocess.call, ["rm", "-rf", directory])
+        config = os.path.join(directory, "mcp.json")
+
+        def write(options: dict[str, object]) -> None:
+            with open(config, "w") as f:
+                json.dump({"mcpServers": {"a": {"command": "/bin/sh"}}, "options": options}, f)
+
+        write({"api-key": ["k1"], "max-body-size": "2K"})
+        self.patch(os, "environ", {})
+        options = parse("--config", config, "--pool-size", "0")
+        service: Any = makeService(options, reactor=MemoryReactorClock())
+        front = self.front(service)
+        gate = front.gate
+        self.assertEqual((gate.credentials.count, front.site.maxBodySize),
+                         (1, 2048))
+        write({"api-key": "k1,k2,k3", "rate-limit": 2})
+        self.assertTrue(service.reload())
+        self.assertEqual(gate.credentials.count, 3)
+        self.assertEqual(gate.limiter.rate, 2.0)
+        self.assertEqual(front.site.maxBodySize, 4 * 1024 * 1024)
+        write({"bearer-token-file": os.path.join(directory, "missing")})
+        self.assertFalse(service.reload())
+        self.assertEqual(gate.credentials.count, 3)
+        self.assertEqual(options["bearer-token-file"], None)
+
+    def test_exposedWithoutCredentialsWarns(self) -> None:
+        """
+        Listening beyond loopback without credentials is logged as a
+        warning; loopback and unix sockets are not.
+        """
+        from twisted.logger import globalLogPublisher
+
+        events: list[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def warned() -> bool:
+            found = any("no authentication" in str(e.get("log_format")) for e in events)
+            events.clear()
+            return found
+
+        self.build("--port", "tcp:0:interface=127.0.0.1", "--port", "unix:/tmp/x.sock")
+        self.assertFalse(warned())
+        self.build("--port", "tcp:0")
+        self.assertTrue(warned())
+        self.build("--port", "tcp:0", "--api-key", "k")
+        self.assertFalse(warned())

@@ -207,7 +207,7 @@ class Options(usage.Options):
             self._parsing = False
 
     def opt_port(self, description: str) -> None:
-        """Listen on this Twisted endpoint (repeatable; default tcp:3000:interface=127.0.0.1), e.g. tcp:8080, unix:/run/mcp.sock, ssl:443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0."""
+        """Listen on this Twisted endpoint (repeatable; default tcp:3000:interface=127.0.0.1), e.g. tcp:8080, unix:/run/mcp.sock, systemd:domain=INET:index=0, or ssl:443:privateKey=key.pem:certKey=cert.pem:extraCertChain=chain.pem (or a plain endpoint with --tls-key and --tls-cert)."""
         self.given.add("port")
         self["port"].append(description)
 
@@ -483,7 +483,10 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     for spec in options.serverSpecs().values():
         top.addServer(spec)
     for description in options["port"]:
-        strports.service(description, front.factory, reactor=reactor).setServiceParent(top)
+        try:
+            strports.service(description, front.factory, reactor=reactor).setServiceParent(top)
+        except Exception as e:
+            _fail(_portProblem(description, e))
     top.front = front
     top.reloader = lambda: _reload(options, front)
     names = ", ".join(f"{prefixOf(s.serverName) or '/'} ({' '.join(s.manager.command.argv)})"
@@ -491,6 +494,8 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     log.info("mcpbridge {version} on {ports}{tls} serving {servers}", version=__version__,
              ports=", ".join(options["port"]), servers=names,
              tls=" (TLS)" if front.tls is not None else "")
+    if front.tls is not None:
+        log.info("TLS: {certificate}", certificate=front.tls.describe())
     if front.gate.credentials.enabled:
         log.info("authentication required: {count} credential(s)",
                  count=front.gate.credentials.count)
@@ -514,6 +519,7 @@ class Front:
         self.reactor = reactor
         guard = self._guard(options)
         self.bridge = BridgeApp(servers, guard, reactor)
+        self.bridge.tlsStatus = lambda: self.tls.status() if self.tls is not None else None
         self.gate = Gate(self.bridge.resource(), guard, Credentials(),
                          RateLimiter(0, 0, reactor))
         self.site = BridgeSite(self.gate, reactor=reactor)
@@ -554,6 +560,17 @@ class Front:
         site.readTimeout = options["read-timeout"]
         site.timeOut = options["keepalive-timeout"] or None
         site.writeBufferSize = options["write-buffer-size"]
+
+
+def _portProblem(description: str, error: Exception) -> str:
+    """
+    Why an endpoint that parsed cannot be used, in one line.
+    """
+    if description.split(":", 1)[0].lower() == "systemd" and isinstance(error, IndexError):
+        return (f"--port {description}: systemd passed no socket at that index "
+                f"(LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES say which sockets it passed; "
+                f"start the bridge from a socket-activated unit)")
+    return f"--port {description}: cannot use it: {error}"
 
 
 def _loopbackOnly(description: str) -> bool:
@@ -601,6 +618,7 @@ def _reload(options: Options, front: Front) -> dict[Optional[str], ServerSpec]:
             front.tls.reload()
         except TLSError as e:
             undo(str(e))
+        log.info("TLS reloaded: {certificate}", certificate=front.tls.describe())
     front.configure(options, credentials)
     setLogLevel(options["log-level"])
     if list(options["port"]) != ports:

@@ -88,6 +88,8 @@ class BridgeApp:
         self.guard = guard
         self.clock = clock
         self.started = clock.seconds()
+        #: What TLS serves, for /status (L{None}: no --tls-key).
+        self.tlsStatus: Callable[[], Optional[dict[str, Any]]] = lambda: None
 
     @classmethod
     def single(cls, manager: SessionManager, guard: OriginGuard, clock: Any,
@@ -436,6 +438,7 @@ class BridgeApp:
         """
         self._guard(request)
         _, report = self._summary()
+        report["tls"] = self.tlsStatus()
         report["servers"] = [s.status() for s in self.servers]
         return _report(request, report, 200)
 

@@ -71,9 +71,10 @@ class LargeMessageTests(SynchronousTestCase):
 
     def test_largeRequest(self) -> None:
         """
-        A 10 MiB request body from the client reaches the child intact.
+        A 10 MiB request body (30 MiB as escaped JSON) from the client
+        reaches the child intact, with --max-body-size raised for it.
         """
-        client = self.bridge()
+        client = self.bridge("--max-body-size", "64M")
         text = "é" * (5 * MiB)
         reply = client.call("echo", text=text)
         self.assertEqual(reply["result"]["content"][0]["text"], text)

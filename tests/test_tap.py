@@ -310,3 +310,39 @@ class FrontOptionsTests(SynchronousTestCase):
         self.assertTrue(warned())
         self.build("--port", "tcp:0", "--api-key", "k")
         self.assertFalse(warned())
+
+    def test_tls(self) -> None:
+        """
+        --tls-key and --tls-cert wrap every port's factory in TLS, and
+        /status describes the certificate served.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from .tlsutil import makePKI
+
+        pki = makePKI(tempfile.mkdtemp())
+        _, service = self.build("--tls-key", pki.serverKey, "--tls-cert", pki.serverCert,
+                                "--port", "tcp:0:interface=127.0.0.1", "--port", "unix:/tmp/y")
+        front = self.front(service)
+        self.assertIsInstance(front.factory, TLSMemoryBIOFactory)
+        factories = [s.factory for s in service if hasattr(s, "endpoint")]
+        self.assertEqual(factories, [front.factory, front.factory])
+        status = front.bridge.tlsStatus()
+        self.assertIn("localhost", status["names"])
+        self.assertEqual(status["chainLength"], 1)
+        _, plain = self.build()
+        self.assertIsNone(self.front(plain).bridge.tlsStatus())
+
+    def test_systemdWithoutSocket(self) -> None:
+        """
+        A systemd: port with no socket passed is one clear line and exit
+        status 2, not a traceback.
+        """
+        import io
+
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        e = self.assertRaises(SystemExit, self.build, "--port", "systemd:domain=INET:index=0")
+        self.assertEqual(e.code, 2)
+        self.assertIn("systemd passed no socket at that index", stderr.getvalue())
+        self.assertEqual(len(stderr.getvalue().strip().splitlines()), 1)

@@ -234,14 +234,17 @@ class Bridge:
         (default C{tcp:{port}:interface={host}}).
     @ivar tls: the client TLS context, when the bridge serves HTTPS (its
         C{url} is then C{https://}).
+    @ivar pass_fds: descriptors of ours the bridge process inherits (at the
+        same numbers), e.g. a listening socket for socket activation.
     @ivar log: the bridge's output, once stopped.
     """
 
     def __init__(self, command: Sequence[str], options: Sequence[str] = (),
                  env: Optional[Dict[str, str]] = None, ready_timeout: float = 20.0,
                  stop_timeout: float = 15.0, endpoint: str = "tcp:{port}:interface={host}",
-                 tls: Optional[ssl.SSLContext] = None) -> None:
+                 tls: Optional[ssl.SSLContext] = None, pass_fds: Sequence[int] = ()) -> None:
         self.command = list(command)
+        self.pass_fds = tuple(pass_fds)
         self.options = list(options)
         self.endpoint = endpoint
         self.tls = tls
@@ -292,7 +295,7 @@ class Bridge:
             self.proc = subprocess.Popen(
                 self.argv(), stdin=subprocess.DEVNULL, stdout=self._logfile,
                 stderr=subprocess.STDOUT, env=self.env, cwd=self._workdir.name,
-                preexec_fn=_die_with_parent)
+                preexec_fn=_die_with_parent, pass_fds=self.pass_fds)
             deadline = time.monotonic() + self.ready_timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

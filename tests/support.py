@@ -465,10 +465,11 @@ class BridgeTestCase(unittest.TestCase):
 
         @return: their pids.
         """
-        found = wait_until(lambda: (lambda c: c if len(c) == count else None)(bridge.children()),
-                           timeout)
+        # Wrapped in a tuple, so that "no children" counts as found.
+        found = wait_until(lambda: (lambda c: (c,) if len(c) == count else None)(
+            bridge.children()), timeout)
         self.assertTrue(found, f"expected {what}, got {bridge.children()}")
-        pids: List[int] = found
+        pids: List[int] = found[0]
         return pids
 
     def assert_stops_cleanly(self, bridge: Bridge, pids: Iterable[int],

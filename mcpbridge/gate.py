@@ -22,8 +22,11 @@ import math
 import re
 from typing import Any, Iterable, Optional
 
+from urllib.parse import unquote_to_bytes
+
 import attr
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
 from twisted.web.resource import Resource
 
 from . import jsonrpc
@@ -229,6 +232,28 @@ class CORS:
     maxAge: int = 600
 
 
+#: Paths whose GET has no effect, so a HEAD may be answered like it.
+_HEAD_PATHS = OPEN_PATHS | {b"/status"}
+
+
+def _unreadableURL(request: IRequest) -> Optional[str]:
+    """
+    Why the request's path or C{Host} cannot be routed (they must be
+    UTF-8 once percent-decoded), or L{None}.
+    """
+    try:
+        unquote_to_bytes(request.path).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the path is not UTF-8 once percent-decoded"
+    host = request.getHeader(b"host")
+    if host is not None:
+        try:
+            host.decode("utf-8")
+        except UnicodeDecodeError:
+            return "the Host header is not UTF-8"
+    return None
+
+
 def _clientOf(request: IRequest) -> str:
     address = request.getClientAddress()
     return str(getattr(address, "host", None) or type(address).__name__)
@@ -300,7 +325,19 @@ class Gate(Resource):
             limit = getattr(site, "maxBodySize", 0)
             return _refuse(request, 413, f"Content Too Large: the request body is over "
                            f"the limit of {limit} bytes (see --max-body-size)")
-        return self.wrapped.render(request)
+        if request.method == b"HEAD" and request.path not in _HEAD_PATHS:
+            # The routes would take it for a GET, which opens sessions.
+            request.setHeader(b"allow", METHODS)
+            return _refuse(request, 405, "Method Not Allowed: HEAD is served only for "
+                           "/health, /ping and /status")
+        problem = _unreadableURL(request)
+        if problem is not None:
+            return _refuse(request, 400, f"Bad Request: {problem}")
+        try:
+            return self.wrapped.render(request)
+        except HTTPException as e:
+            # Raised before any route: a Host the URL router cannot take.
+            return _refuse(request, e.code or 400, f"Bad Request: {e.description}")
 
     def _options(self, request: IRequest, origin: Optional[bytes],
                  corsOrigin: Optional[bytes]) -> bytes:

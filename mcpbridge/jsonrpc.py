@@ -34,9 +34,35 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def dumps(obj: Any) -> bytes:
     """
-    Serialise C{obj} compactly as UTF-8 JSON (no newlines, ever).
+    Serialise C{obj} compactly as UTF-8 JSON (no newlines, ever).  A string
+    with a lone surrogate (from a C{\\ud800} escape) is written escaped.
     """
-    return _dumps(obj).encode("utf-8")
+    try:
+        return _dumps(obj).encode("utf-8")
+    except UnicodeEncodeError:
+        return _dumpsAscii(obj).encode("ascii")
+
+
+_dumpsAscii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def _noConstant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(data: bytes) -> Any:
+    """
+    Parse a client's JSON strictly: UTF-8 only (no BOM, no UTF-16), no
+    C{NaN} or C{Infinity}, and nesting a parser can handle.
+
+    @raise ValueError: for anything else, with a one-line reason.
+    """
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_noConstant)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the body is not UTF-8 ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class Message:
@@ -173,7 +199,10 @@ def parseLine(line: bytes) -> list[Message]:
 
     @raise ValueError: when the line is not JSON or holds no JSON-RPC object.
     """
-    obj = json.loads(line)
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if isinstance(obj, dict):
         return [Message(line, obj)]
     if isinstance(obj, list) and obj and all(isinstance(o, dict) for o in obj):

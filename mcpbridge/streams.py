@@ -15,6 +15,8 @@ A stateless stream's events carry no id: nothing resumes it.
 
 from __future__ import annotations
 
+import re
+
 from collections import deque
 from typing import Any, Callable, Iterable, Optional, Protocol
 
@@ -55,12 +57,15 @@ def eventId(stream: int, seq: int) -> bytes:
     return b"%d.%d" % (stream, seq)
 
 
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+
+
 def parseEventId(value: bytes) -> Optional[tuple[int, int]]:
     """
     Split a C{Last-Event-ID} into (stream, seq), or L{None} if malformed.
     """
     stream, dot, seq = value.strip().partition(b".")
-    if not dot or not stream.isdigit() or not seq.isdigit():
+    if not dot or not _DIGITS.fullmatch(stream) or not _DIGITS.fullmatch(seq):
         return None
     return int(stream), int(seq)
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from klein import Klein
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import __version__, jsonrpc, modern
 from .guard import OriginGuard
@@ -68,7 +69,7 @@ def errorBody(request: IRequest, status: int, code: int, message: str,
     request.setHeader(b"content-type", _JSON)
     if retryAfter is not None:
         request.setHeader(b"retry-after", b"%d" % retryAfter)
-    if status == 405:
+    if status == 405 and not request.responseHeaders.hasHeader(b"allow"):
         request.setHeader(b"allow", b"POST")
     return jsonrpc.dumps(jsonrpc.errorResponse(id, code, message, data))
 
@@ -109,6 +110,23 @@ class BridgeApp:
 
     def resource(self) -> Any:
         return self.app.resource()
+
+    @app.handle_errors(NotFound, MethodNotAllowed)
+    def _noRoute(self, request: IRequest, failure: Any) -> bytes:
+        """
+        A path or method with no route: the status werkzeug decided, with
+        a JSON-RPC error rather than an HTML page.
+        """
+        e = failure.value
+        if isinstance(e, MethodNotAllowed) and e.valid_methods:
+            request.setHeader(b"allow", ", ".join(
+                sorted(m for m in e.valid_methods if m != "HEAD")).encode("ascii"))
+            return errorBody(request, 405, jsonrpc.INVALID_REQUEST,
+                             f"Method Not Allowed: {request.method.decode('ascii', 'replace')}"
+                             f" is not served here")
+        return errorBody(request, 404, jsonrpc.INVALID_REQUEST,
+                         "Not Found: the bridge serves /mcp, /sse, /messages, /health, "
+                         "/ping and /status (and a named server's under /servers/NAME/)")
 
     @app.handle_errors(SessionError)
     def _refused(self, request: IRequest, failure: Any) -> bytes:
@@ -470,6 +488,16 @@ def _report(request: IRequest, report: dict[str, Any], status: int) -> bytes:
     return json.dumps(report).encode("utf-8")
 
 
+def _validId(value: Any) -> Any:
+    """
+    C{value} if it can be a JSON-RPC id (a string or an integer), else
+    L{None}: an invalid message's id is echoed only when it is one.
+    """
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return None
+
+
 def _readMessages(request: IRequest) -> tuple[Any, list[Message], bool]:
     """
     Parse a POST body: one JSON-RPC message or a batch.
@@ -479,7 +507,7 @@ def _readMessages(request: IRequest) -> tuple[Any, list[Message], bool]:
     """
     body = request.content.read()
     try:
-        parsed = json.loads(body)
+        parsed = jsonrpc.loads(body)
     except ValueError as e:
         raise SessionError(400, jsonrpc.PARSE_ERROR, f"Parse error: {e}") from e
     batch = isinstance(parsed, list)
@@ -490,7 +518,7 @@ def _readMessages(request: IRequest) -> tuple[Any, list[Message], bool]:
         problem = jsonrpc.checkClientMessage(item)
         if problem is not None:
             raise SessionError(400, jsonrpc.INVALID_REQUEST, f"Invalid Request: {problem}",
-                               id=item.get("id") if isinstance(item, dict) else None)
+                               id=_validId(item.get("id")) if isinstance(item, dict) else None)
     if batch or b"\n" in body or b"\r" in body:
         return parsed, [Message.fromObject(item) for item in items], batch
     return parsed, [Message(body.strip(), parsed)], batch

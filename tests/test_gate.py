@@ -642,3 +642,87 @@ class SessionStreamsTests(FrontTestCase):
         accepted_protocol.dataReceived(rawRequest(
             "POST", "/mcp", json.dumps(call).encode(), mcpHeaders(**{"Mcp-Session-Id": sid})))
         self.assertIn(12, [m.get("id") for m in child.received()])
+
+
+class BadInputTests(FrontTestCase):
+    """
+    Inputs the fuzzers of tests/test_fuzz.py found mishandled, each now a
+    4xx with a JSON-RPC error and no logged traceback.
+    """
+
+    def assertJSONError(self, response: Response, status: int) -> Any:
+        self.assertEqual(response.status, status, response)
+        self.assertEqual(response.header("content-type"), "application/json")
+        body = response.json()
+        self.assertEqual(body["jsonrpc"], "2.0")
+        self.assertIsInstance(body["error"]["code"], int)
+        return body
+
+    def test_badBodies(self) -> None:
+        """
+        Nesting too deep, NaN and Infinity, and bodies not in UTF-8 are
+        parse errors; an invalid message's id is echoed only if it is one.
+        """
+        self.site.maxBodySize = 0
+        for body in [b"[" * 100000, b'{"jsonrpc":"2.0","id":NaN,"method":"ping"}',
+                     b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":-Infinity}}',
+                     json.dumps(INIT).encode("utf-16"), b"\xef\xbb\xbf" + json.dumps(INIT).encode(),
+                     b'{"jsonrpc":"2.0","id":1,"method":"\xff"}']:
+            body = self.assertJSONError(self.request("POST", "/mcp", body, mcpHeaders()), 400)
+            self.assertEqual(body["error"]["code"], -32700)
+        for bad in ["false", "1.5", "[]", "{}"]:
+            response = self.request("POST", "/mcp", f'{{"jsonrpc":"1.0","id":{bad}}}'.encode(),
+                                    mcpHeaders())
+            self.assertIsNone(self.assertJSONError(response, 400)["id"])
+        response = self.request("POST", "/mcp", b'{"jsonrpc":"1.0","id":"x\\ud800"}',
+                                mcpHeaders())
+        self.assertEqual(self.assertJSONError(response, 400)["id"], "x\ud800")
+        self.assertEqual(self.spawner.children, [])
+
+    def test_hugeLastEventId(self) -> None:
+        sid = self.initialize().header("mcp-session-id")
+        assert sid is not None
+        response = self.request("GET", "/mcp", b"", {
+            "Accept": "text/event-stream", "Mcp-Session-Id": sid,
+            "Last-Event-ID": "1." + "1" * 5000})
+        self.assertIn("Last-Event-ID", self.assertJSONError(response, 400)["error"]["message"])
+
+    def test_noRoute(self) -> None:
+        """
+        A path or method without a route gets a JSON-RPC error, not
+        Klein's HTML page.
+        """
+        response = self.request("PUT", "/mcp", b"{}", mcpHeaders())
+        self.assertJSONError(response, 405)
+        self.assertEqual(response.header("allow"), "DELETE, GET, POST")
+        self.assertJSONError(self.request("GET", "/nowhere"), 404)
+        self.assertJSONError(self.request("GET", "/servers/a/b/c"), 404)
+        self.assertJSONError(self.request("GET", "/messages"), 405)
+
+    def test_head(self) -> None:
+        """
+        HEAD is answered only where a GET changes nothing: a HEAD /sse or
+        /mcp opens no session.
+        """
+        for path in ["/sse", "/mcp", "/servers/x/sse"]:
+            response, _ = self.send(rawRequest("HEAD", path, b"", {
+                "Accept": "text/event-stream"}))
+            self.assertEqual(response.status, 405)
+        self.assertEqual(self.manager.count, 0)
+        self.assertEqual(self.spawner.children, [])
+        response, _ = self.send(rawRequest("HEAD", "/health"))
+        self.assertEqual(response.status, 200)
+
+    def test_unroutableURL(self) -> None:
+        """
+        A path that is not UTF-8 once decoded, or a Host that werkzeug
+        cannot route, is a 400 with a JSON-RPC error, on every path.
+        """
+        self.assertJSONError(self.request("GET", "/servers/%ff/mcp"), 400)
+        for host in ["a..b", "x" * 64 + ".test"]:
+            for path in ["/health", "/mcp"]:
+                response, _ = self.send(rawRequest("GET", path, b"", {"Host": host}))
+                self.assertJSONError(response, 400)
+        response, _ = self.send(b"GET /health HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n")
+        self.assertJSONError(response, 400)
+        self.assertEqual(self.flushLoggedErrors(), [])

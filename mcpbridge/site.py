@@ -53,6 +53,12 @@ class BridgeRequest(Request):
     bodyBytes = 0
     content: Any
 
+    def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
+        # The bridge reads no forms: a form content type must not make
+        # twisted.web parse the body (whose odd headers can make it raise).
+        kw.setdefault("parsePOSTFormSubmission", False)
+        super().__init__(channel, *args, **kw)
+
     def _limit(self) -> int:
         site = getattr(self.channel, "site", None)
         return int(getattr(site, "maxBodySize", 0) or 0)

@@ -84,6 +84,18 @@ class FramingTests(ChildTestCase):
         self.assertEqual([m.id for m in self.messages], [1])
         self.assertTrue(any("not JSON-RPC" in e["log_format"] for e in events))
 
+    def test_tooDeepSkipped(self) -> None:
+        """
+        A line nested deeper than the parser can go is skipped like any
+        other that is not JSON-RPC, not an error that escapes.
+        """
+        self.makeChild()
+        with capturedLogs() as events:
+            self.spawner.last.send(b"[" * 100000 + b"\n"
+                                   + b'{"jsonrpc":"2.0","id":2,"result":1}\n')
+        self.assertEqual([m.id for m in self.messages], [2])
+        self.assertTrue(any("not JSON-RPC" in e["log_format"] for e in events))
+
     def test_handlerFailureKeepsReading(self) -> None:
         """
         If handling one message raises, the error is logged and the next

@@ -6,7 +6,9 @@ The twistd plugin: command-line options and the service they build.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import sys
 from typing import Any, Callable, NoReturn, Optional
 
@@ -581,8 +583,16 @@ def _loopbackOnly(description: str) -> bool:
     kind = description.split(":", 1)[0].lower()
     if kind == "unix":
         return True
-    return any(f"interface={host}" in description
-               for host in ("127.0.0.1", "localhost", "\\:\\:1", "::1"))
+    found = re.search(r"(?:^|:)interface=((?:\\:|[^:])*)", description)
+    if kind not in ("tcp", "tcp6", "ssl") or found is None:
+        return False
+    host = found.group(1).replace("\\:", ":").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _reload(options: Options, front: Front) -> dict[Optional[str], ServerSpec]:

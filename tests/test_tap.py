@@ -346,3 +346,18 @@ class FrontOptionsTests(SynchronousTestCase):
         self.assertEqual(e.code, 2)
         self.assertIn("systemd passed no socket at that index", stderr.getvalue())
         self.assertEqual(len(stderr.getvalue().strip().splitlines()), 1)
+
+    def test_loopbackOnly(self) -> None:
+        """
+        Which ports count as reachable from other machines.
+        """
+        from mcpbridge.tap import _loopbackOnly
+
+        for description in ["tcp:3000:interface=127.0.0.1", "tcp:1:interface=127.0.0.10",
+                            "tcp6:1:interface=\\:\\:1", "tcp:1:interface=localhost",
+                            "unix:/run/mcp.sock", "ssl:1:privateKey=k:interface=127.0.0.1"]:
+            self.assertTrue(_loopbackOnly(description), description)
+        for description in ["tcp:3000", "tcp:1:interface=0.0.0.0", "tcp6:1:interface=\\:\\:",
+                            "tcp:1:interface=10.0.0.1", "systemd:domain=INET:index=0",
+                            "tcp:1:interface=127.0.0.1.evil.test"]:
+            self.assertFalse(_loopbackOnly(description), description)

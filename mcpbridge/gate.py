@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import math
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from urllib.parse import unquote_to_bytes
 
@@ -278,9 +278,12 @@ class Gate(Resource):
     isLeaf = True
 
     def __init__(self, wrapped: Any, guard: OriginGuard, credentials: Credentials,
-                 limiter: RateLimiter, cors: CORS = CORS()) -> None:
+                 limiter: RateLimiter, cors: CORS = CORS(),
+                 lean: Optional[Callable[[IRequest], Any]] = None) -> None:
         super().__init__()
         self.wrapped = wrapped
+        #: Renders C{/mcp} without the router (L{None}: not served that way).
+        self.lean = lean
         self.guard = guard
         self.credentials = credentials
         self.limiter = limiter
@@ -333,6 +336,10 @@ class Gate(Resource):
         problem = _unreadableURL(request)
         if problem is not None:
             return _refuse(request, 400, f"Bad Request: {problem}")
+        if self.lean is not None and request.path == b"/mcp":
+            result = self.lean(request)
+            if result is not None:
+                return result
         try:
             return self.wrapped.render(request)
         except HTTPException as e:

@@ -104,26 +104,60 @@ class BridgeChannel(HTTPChannel):
         if self.writeBufferSize and hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = self.writeBufferSize
         super().connectionMade()
-        self._startDeadline()
+        self._requestStarted = self.clock.seconds()
+        self._armDeadline(self.readTimeout)
 
-    def _startDeadline(self) -> None:
+    # The read deadline: one timer per connection, re-armed when it fires
+    # rather than cancelled and made again for every request.
+
+    clock: Any = None
+    _requestStarted: Optional[float] = None
+
+    def _armDeadline(self, delay: float) -> None:
         if self.readTimeout and self._readDeadline is None:
-            self._readDeadline = self.callLater(self.readTimeout, self._readTimedOut)
+            self._readDeadline = self.callLater(delay, self._deadlinePassed)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._handlingRequest and self._requestStarted is None:
+            self._requestStarted = self.clock.seconds()
+            self._armDeadline(self.readTimeout)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._requestStarted = None
+        super().allContentReceived()
+
+    def _deadlinePassed(self) -> None:
+        self._readDeadline = None
+        if self._requestStarted is None:
+            return  # no request is arriving; the next one arms it again
+        left = self._requestStarted + self.readTimeout - self.clock.seconds()
+        if left > 0:
+            self._armDeadline(left)
+        else:
+            self._readTimedOut()
 
     def _stopDeadline(self) -> None:
+        self._requestStarted = None
         if self._readDeadline is not None:
             if self._readDeadline.active():
                 self._readDeadline.cancel()
             self._readDeadline = None
 
-    def dataReceived(self, data: bytes) -> None:
-        if not self._handlingRequest:
-            self._startDeadline()
-        super().dataReceived(data)
+    # What every request asks the connection, asked of the socket once.
 
-    def allContentReceived(self) -> None:
-        self._stopDeadline()
-        super().allContentReceived()
+    _host: Any = None
+    _secure: Optional[bool] = None
+
+    def getHost(self) -> Any:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def isSecure(self) -> bool:
+        if self._secure is None:
+            self._secure = bool(super().isSecure())
+        return self._secure
 
     def _readTimedOut(self) -> None:
         self._readDeadline = None
@@ -182,4 +216,5 @@ class BridgeSite(Site):
         channel = super().buildProtocol(addr)
         channel.readTimeout = self.readTimeout
         channel.writeBufferSize = self.writeBufferSize
+        channel.clock = self.reactor
         return channel

@@ -523,7 +523,7 @@ class Front:
         self.bridge = BridgeApp(servers, guard, reactor)
         self.bridge.tlsStatus = lambda: self.tls.status() if self.tls is not None else None
         self.gate = Gate(self.bridge.resource(), guard, Credentials(),
-                         RateLimiter(0, 0, reactor))
+                         RateLimiter(0, 0, reactor), lean=self.bridge.renderMCP)
         self.site = BridgeSite(self.gate, reactor=reactor)
         self.tls: Optional[ServerTLS] = None
         self.tlsFiles = (options["tls-key"], options["tls-cert"], options["tls-client-ca"])

@@ -18,7 +18,10 @@ import json
 from typing import Any, Callable, Optional, TypeVar
 
 from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import __version__, jsonrpc, modern
@@ -136,6 +139,49 @@ class BridgeApp:
         e = failure.value
         return errorBody(request, e.status, e.code, e.message, id=e.id,
                          retryAfter=e.retryAfter, data=e.data)
+
+    def renderMCP(self, request: IRequest) -> Any:
+        """
+        The lean path of C{/mcp}, the default server's endpoint, which
+        carries nearly all the traffic: the same handlers, and refusals,
+        without the URL router in between.
+
+        @return: the body, C{NOT_DONE_YET}, or L{None} for a method it does
+            not serve (the router answers those).
+        """
+        handler = self._mcpHandlers.get(request.method)
+        if handler is None:
+            return None
+        try:
+            result = handler(self, request)
+        except SessionError as e:
+            return self._refused(request, Failure(e))
+        if not isinstance(result, Deferred):
+            return result
+        finished = False
+
+        def done(outcome: Any) -> None:
+            nonlocal finished
+            finished = True
+            if isinstance(outcome, Failure):
+                result.cancel()  # the client went away
+
+        def write(body: bytes) -> None:
+            if not finished:
+                request.write(body)
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if finished or failure.check(CancelledError):
+                return
+            if failure.check(SessionError):
+                write(self._refused(request, failure))
+            else:
+                request.processingFailed(failure)  # type: ignore[attr-defined]
+
+        request.notifyFinish().addBoth(done)  # type: ignore[attr-defined]
+        result.addCallbacks(write, failed)
+        return NOT_DONE_YET
 
     def _server(self, request: IRequest, name: Optional[str]) -> BridgedServer:
         """
@@ -351,6 +397,8 @@ class BridgeApp:
         server, session = self._streamRequest(request, name)
         server.manager.end(session, "closed by the client (DELETE)")
         return _empty(request, 204)
+
+    _mcpHandlers = {b"POST": post, b"GET": get, b"DELETE": delete}
 
     # The HTTP+SSE transport (2024-11-05).
 

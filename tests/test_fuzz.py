@@ -118,7 +118,7 @@ def makeSite(servers: Servers, clock: MemoryReactorClock) -> Site:
     guard = OriginGuard()
     app = BridgeApp(servers, guard, clock)
     gate = Gate(app.resource(), guard, Credentials([API_KEY.decode()]),
-                RateLimiter(1000.0, 1000, clock))
+                RateLimiter(1000.0, 1000, clock), lean=app.renderMCP)
     return BridgeSite(gate, reactor=clock)
 
 

@@ -107,7 +107,8 @@ class FrontTestCase(SynchronousTestCase):
                          self.spawner, self.spawner.killpg)
         guard = OriginGuard(allowedOrigins=["https://app.example.com", "https://*.good.test"])
         self.app = BridgeApp.single(self.manager, guard, self.clock, pool)
-        self.gate = Gate(self.app.resource(), guard, Credentials(), RateLimiter(0, 0, self.clock))
+        self.gate = Gate(self.app.resource(), guard, Credentials(),
+                         RateLimiter(0, 0, self.clock), lean=self.app.renderMCP)
         self.site = BridgeSite(self.gate, reactor=self.clock)
         self.site.readTimeout = 10.0
         self.site.maxBodySize = 1000
@@ -720,9 +721,10 @@ class BadInputTests(FrontTestCase):
         """
         self.assertJSONError(self.request("GET", "/servers/%ff/mcp"), 400)
         for host in ["a..b", "x" * 64 + ".test"]:
-            for path in ["/health", "/mcp"]:
+            for path, status in [("/health", 400), ("/status", 400), ("/mcp", 421)]:
+                # /mcp does not go through the router; its Host check refuses.
                 response, _ = self.send(rawRequest("GET", path, b"", {"Host": host}))
-                self.assertJSONError(response, 400)
+                self.assertJSONError(response, status)
         response, _ = self.send(b"GET /health HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n")
         self.assertJSONError(response, 400)
         self.assertEqual(self.flushLoggedErrors(), [])

@@ -20,6 +20,7 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, IReactorTime
 from twisted.internet.posixbase import PosixReactorBase
+from twisted.internet import process as _twistedProcess
 from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel
@@ -134,18 +135,44 @@ class CommandSpec:
         return found, list(self.argv)
 
 
+class _SetsidOS:
+    """
+    The C{os} module as Twisted's process code sees it while it spawns a
+    group leader: the same, but C{posix_spawnp} also starts a new session.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def posix_spawnp(*args: Any, **kwargs: Any) -> int:
+        return os.posix_spawnp(*args, setsid=True, **kwargs)
+
+
+_SETSID_OS = _SetsidOS()
+
+
 class _GroupLeaderProcess(Process):
     """
     A L{Process} that becomes the leader of a new session (and so of a new
     process group) before it executes the command, so the bridge can signal
     the child and everything it started as one group.
 
-    Twisted's C{posix_spawnp} fast path cannot do that, so this class takes
-    the fork path, where L{_execChild} runs in the child just before exec.
+    Twisted spawns with C{posix_spawnp} when it can, which costs the bridge
+    far less than a fork of itself (a fork copies its page tables and blocks
+    the reactor for milliseconds); this class has that call start the new
+    session too (C{POSIX_SPAWN_SETSID}).  Where Twisted falls back to fork
+    (a working directory other than the bridge's), L{_execChild} calls
+    C{setsid} in the child just before exec.
     """
 
     def _trySpawnInsteadOfFork(self, *args: Any, **kwargs: Any) -> bool:
-        return False
+        real = _twistedProcess.os
+        _twistedProcess.os = _SETSID_OS  # type: ignore[assignment]
+        try:
+            return bool(super()._trySpawnInsteadOfFork(*args, **kwargs))
+        finally:
+            _twistedProcess.os = real
 
     def _execChild(self, *args: Any, **kwargs: Any) -> None:
         os.setsid()

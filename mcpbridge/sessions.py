@@ -685,10 +685,24 @@ class SessionManager(Service):
         while self.spares:
             child = self.spares.pop(0)
             if child.running:
-                if self._spareTimer is None or not self._spareTimer.active():
-                    self._spareTimer = self.reactor.callLater(0, self._fillSpares)
+                self._refillLater()
                 return child
         return None
+
+    #: Seconds without a spare taken before the spares are made up again:
+    #: starting children costs CPU that a burst of new sessions needs more.
+    SPARE_REFILL_DELAY = 0.25
+
+    def _refillLater(self) -> None:
+        """
+        Make the spares up once sessions stop being created (at once when
+        none is left).
+        """
+        delay = self.SPARE_REFILL_DELAY if self.spares else 0
+        if self._spareTimer is not None and self._spareTimer.active():
+            self._spareTimer.reset(delay)
+        else:
+            self._spareTimer = self.reactor.callLater(delay, self._fillSpares)
 
     # Lookup and creation.
 

@@ -90,7 +90,7 @@ class SpareTests(BridgeTestCase):
     def test_spareUsedAndReplaced(self) -> None:
         """
         initialize goes to a spare already running, and a new spare replaces
-        it.
+        it once sessions stop being created for a moment.
         """
         first = self.spawner.children[0]
         d = self.post(initializeRequest())
@@ -98,8 +98,25 @@ class SpareTests(BridgeTestCase):
         first.answerInitialize()
         response, _ = self.respond(d)
         self.assertEqual(response.code, 200)
-        self.clock.advance(0)
+        self.clock.advance(0.2)
+        self.assertEqual(len(self.spawner.children), 2, "refilled during the burst")
+        self.clock.advance(0.1)
         self.assertEqual(len(self.spawner.children), 3)
+        self.assertEqual(len(self.manager.spares), 2)
+
+    def test_burstTakesEverySpare(self) -> None:
+        """
+        A burst of new sessions takes the spares one after another without
+        starting children in between; once the last is taken, they are
+        made up at once.
+        """
+        for n in range(2):
+            self.assertEqual(len(self.spawner.children), 2)
+            d = self.post(initializeRequest())
+            self.spawner.children[n].answerInitialize()
+            self.assertEqual(self.respond(d)[0].code, 200)
+            self.clock.advance(0.1)
+        self.assertEqual(len(self.spawner.children), 4)
         self.assertEqual(len(self.manager.spares), 2)
 
     def test_deadSpareReplacedWithBackoff(self) -> None:

@@ -52,11 +52,22 @@ class OriginGuard:
         self.allowedOrigins = [o.strip().lower().rstrip("/") for o in allowedOrigins
                                if o.strip()]
         self.anyHost = ("*", None) in self.allowedHosts
+        self._hosts: dict[bytes, bool] = {}
         self.anyOrigin = "*" in self.allowedOrigins
 
     def hostAllowed(self, header: Optional[bytes]) -> bool:
         if header is None or self.anyHost:
             return True
+        # Clients send the same Host on every request: decide each once.
+        known = self._hosts.get(header)
+        if known is None:
+            known = self._hostAllowed(header)
+            if len(self._hosts) >= 256:
+                self._hosts.clear()
+            self._hosts[header] = known
+        return known
+
+    def _hostAllowed(self, header: bytes) -> bool:
         try:
             value = header.decode("ascii")
         except UnicodeDecodeError:

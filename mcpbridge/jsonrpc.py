@@ -50,6 +50,9 @@ def _noConstant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_strictDecode = json.JSONDecoder(parse_constant=_noConstant).decode
+
+
 def loads(data: bytes) -> Any:
     """
     Parse a client's JSON strictly: UTF-8 only (no BOM, no UTF-16), no
@@ -58,7 +61,7 @@ def loads(data: bytes) -> Any:
     @raise ValueError: for anything else, with a one-line reason.
     """
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_noConstant)
+        return _strictDecode(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ValueError(f"the body is not UTF-8 ({e.reason} at byte {e.start})") from None
     except RecursionError:

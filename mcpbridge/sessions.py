@@ -336,7 +336,10 @@ class Session:
             as it may.
         """
         limit = self.config.maxStreams
-        if limit and sum(1 for _ in self.liveConnections()) >= limit:
+        # Streams (and the GET stream) bound the live connections: count
+        # them only when there could be too many.
+        if limit and len(self.streams) + 1 >= limit \
+                and sum(1 for _ in self.liveConnections()) >= limit:
             raise SessionError(429, jsonrpc.INVALID_REQUEST,
                                f"Too Many Requests: this session has {limit} streams open "
                                f"(see --max-session-streams)", retryAfter=1)

@@ -394,11 +394,15 @@ class Session:
         Reconnect a client to stream C{stream}: replay what it missed after
         event C{seq}, then carry on live if the stream has not ended.
 
-        @raise SessionError: 400 for a stream this session never had.
+        @raise SessionError: 400 for a stream this session never had, or an
+            event it never sent (later events would reuse its number).
         """
         if stream > self._streamNumbers:
             raise SessionError(400, jsonrpc.INVALID_REQUEST,
                                "Last-Event-ID names a stream this session never had")
+        if seq > self.seq:
+            raise SessionError(400, jsonrpc.INVALID_REQUEST,
+                               "Last-Event-ID names an event this session never sent")
         self.touch()
         connection.startSSE()
         connection.write(b"")  # the headers go now, even with nothing to replay

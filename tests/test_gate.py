@@ -728,3 +728,14 @@ class BadInputTests(FrontTestCase):
         response, _ = self.send(b"GET /health HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n")
         self.assertJSONError(response, 400)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_lastEventIdFromTheFuture(self) -> None:
+        """
+        A Last-Event-ID beyond the last event sent is refused: the events
+        that come next would carry numbers the client says it has seen.
+        """
+        sid = self.initialize().header("mcp-session-id")
+        assert sid is not None
+        response = self.request("GET", "/mcp", b"", {
+            "Accept": "text/event-stream", "Mcp-Session-Id": sid, "Last-Event-ID": "0.999"})
+        self.assertIn("never sent", self.assertJSONError(response, 400)["error"]["message"])

@@ -122,8 +122,73 @@ class Message:
             return meta.get("progressToken")
         return None
 
+    @property
+    def hasMethod(self) -> bool:
+        return "method" in self.obj
+
+    @property
+    def hasId(self) -> bool:
+        return "id" in self.obj
+
     def __repr__(self) -> str:
         return f"<Message {self.raw[:120]!r}>"
+
+
+class LargeResponse(Message):
+    """
+    A large response from a child, read only as far as its id: the bridge
+    passes its bytes on untouched, and the client parses them anyway, so
+    the whole object is parsed only if something asks for it.
+    """
+
+    __slots__ = ("_id", "_parsed")
+
+    def __init__(self, raw: bytes, id: Any) -> None:
+        self.raw = raw
+        self._id = id
+        self._parsed: Optional[dict[str, Any]] = None
+
+    @property
+    def obj(self) -> dict[str, Any]:  # type: ignore[override]
+        if self._parsed is None:
+            self._parsed = json.loads(self.raw)
+        return self._parsed
+
+    @property
+    def method(self) -> Optional[str]:
+        return None
+
+    @property
+    def id(self) -> Any:
+        return self._id
+
+    @property
+    def isRequest(self) -> bool:
+        return False
+
+    @property
+    def isResponse(self) -> bool:
+        return True
+
+    @property
+    def hasMethod(self) -> bool:
+        return False
+
+    @property
+    def hasId(self) -> bool:
+        return True
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+#: Lines at least this long that plainly begin as a response (the order the
+#: SDKs write: jsonrpc, id, then result or error) become L{LargeResponse}s.
+LARGE_LINE = 256 * 1024
+_RESPONSE_HEAD = re.compile(
+    rb'\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(-?[0-9]{1,18}|"[^"\\]{0,200}")'
+    rb'\s*,\s*"(?:result|error)"\s*:')
 
 
 def validId(value: Any) -> bool:
@@ -202,6 +267,10 @@ def parseLine(line: bytes) -> list[Message]:
 
     @raise ValueError: when the line is not JSON or holds no JSON-RPC object.
     """
+    if len(line) >= LARGE_LINE:
+        head = _RESPONSE_HEAD.match(line)
+        if head is not None:
+            return [LargeResponse(line, json.loads(head.group(1)))]
     try:
         obj = json.loads(line)
     except RecursionError:

@@ -152,17 +152,16 @@ class LegacySession:
     # Child to client.
 
     def childMessage(self, message: Message) -> None:
-        obj = message.obj
-        if "method" not in obj:
-            pending = self.pending.get(obj.get("id"))
+        if not message.hasMethod:
+            pending = self.pending.get(message.id)
             if pending is None:
                 self.log.debug("SSE session {session}: response to unknown or cancelled "
-                               "request {id} dropped", session=self.id, id=obj.get("id"))
+                               "request {id} dropped", session=self.id, id=message.id)
                 return
             self.requests.untrack(pending)
             if pending.method == "initialize":
                 self._initialized(message)
-        elif obj["method"] == "notifications/progress":
+        elif message.obj["method"] == "notifications/progress":
             self.requests.progressed(message, self.config.requestTimeout)
         self.stream.send(message)
 

@@ -423,13 +423,12 @@ class Session:
     # Child to client.
 
     def childMessage(self, message: Message) -> None:
-        obj = message.obj
-        if "method" not in obj:
-            if "id" in obj:
-                pending = self.pending.get(obj["id"])
+        if not message.hasMethod:
+            if message.hasId:
+                pending = self.pending.get(message.id)
                 if pending is None:
                     self.log.debug("session {session}: response to unknown or cancelled "
-                                   "request {id} dropped", session=self.id, id=obj["id"])
+                                   "request {id} dropped", session=self.id, id=message.id)
                     return
                 self.requests.untrack(pending)
                 if pending.method == "initialize":
@@ -437,6 +436,7 @@ class Session:
                     return
                 pending.stream.respond(pending.id, message)
             return
+        obj = message.obj
         method = obj["method"]
         if "id" in obj:
             stream = self._unlinkedStream(method == "ping")

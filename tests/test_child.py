@@ -84,6 +84,29 @@ class FramingTests(ChildTestCase):
         self.assertEqual([m.id for m in self.messages], [1])
         self.assertTrue(any("not JSON-RPC" in e["log_format"] for e in events))
 
+    def test_largeResponseReadByItsHead(self) -> None:
+        """
+        A large response is routed by the id at its head without being
+        parsed whole; its object is parsed only when asked for.  Other
+        large messages are parsed as usual.
+        """
+        from mcpbridge.jsonrpc import LARGE_LINE, LargeResponse
+
+        self.makeChild()
+        text = "y" * LARGE_LINE
+        self.spawner.last.send(json.dumps({"jsonrpc": "2.0", "id": "r-1", "result": {
+            "content": [{"type": "text", "text": text}]}}).encode() + b"\n")
+        self.spawner.last.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                           "params": {"data": text}}).encode() + b"\n")
+        response, notification = self.messages
+        self.assertIsInstance(response, LargeResponse)
+        self.assertEqual((response.id, response.isResponse, response.hasMethod),
+                         ("r-1", True, False))
+        self.assertIsNone(response._parsed)
+        self.assertEqual(response.obj["result"]["content"][0]["text"], text)
+        self.assertNotIsInstance(notification, LargeResponse)
+        self.assertEqual(notification.method, "notifications/message")
+
     def test_tooDeepSkipped(self) -> None:
         """
         A line nested deeper than the parser can go is skipped like any

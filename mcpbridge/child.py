@@ -21,11 +21,12 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, IReactorTime
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet import process as _twistedProcess
-from twisted.internet.process import Process
+from twisted.internet.process import Process, ProcessWriter
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
+from .eager import pipeSender, writeEagerly
 from .jsonrpc import Message, parseLine
 from .logs import logger
 
@@ -361,6 +362,9 @@ class ChildProcess:
                 ) from e
             raise ChildStartError(f"cannot start the MCP server: {e}") from e
         self.pid = self.transport.pid
+        stdin = getattr(self.transport, "pipes", {}).get(0)
+        if isinstance(stdin, ProcessWriter):
+            writeEagerly(stdin, pipeSender(stdin))
         self.state = "running"
         self._log(LogLevel.info, "child {server} started: pid {pid}, {command}",
                   command=" ".join(self.spec.argv))

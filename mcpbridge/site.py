@@ -22,12 +22,14 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any, Optional
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
+from .eager import socketSender, writeEagerly
 from .logs import debugEnabled, logger
 
 log = logger("mcpbridge.http")
@@ -103,6 +105,8 @@ class BridgeChannel(HTTPChannel):
         # bufferSize bytes wait to be written.
         if self.writeBufferSize and hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = self.writeBufferSize
+        if isinstance(self.transport, tcp.Connection):
+            writeEagerly(self.transport, socketSender(self.transport))
         super().connectionMade()
         self._requestStarted = self.clock.seconds()
         self._armDeadline(self.readTimeout)

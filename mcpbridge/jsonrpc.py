@@ -74,13 +74,16 @@ class Message:
 
     @ivar raw: the message exactly as it should be written (no newline).
     @ivar obj: the parsed JSON object.
+    @ivar head: what the properties read: the object itself, or for a
+        L{LargeResponse} only its top-level id and kind.
     """
 
-    __slots__ = ("raw", "obj")
+    __slots__ = ("raw", "obj", "head")
 
     def __init__(self, raw: bytes, obj: dict[str, Any]) -> None:
         self.raw = raw
         self.obj = obj
+        self.head = obj
 
     @classmethod
     def fromObject(cls, obj: dict[str, Any]) -> "Message":
@@ -91,25 +94,33 @@ class Message:
 
     @property
     def method(self) -> Optional[str]:
-        m = self.obj.get("method")
+        m = self.head.get("method")
         return m if isinstance(m, str) else None
 
     @property
     def id(self) -> Any:
-        return self.obj.get("id")
+        return self.head.get("id")
+
+    @property
+    def hasMethod(self) -> bool:
+        return "method" in self.head
+
+    @property
+    def hasId(self) -> bool:
+        return "id" in self.head
 
     @property
     def isRequest(self) -> bool:
-        return "method" in self.obj and "id" in self.obj
+        return "method" in self.head and "id" in self.head
 
     @property
     def isResponse(self) -> bool:
-        obj = self.obj
-        return "method" not in obj and "id" in obj and ("result" in obj or "error" in obj)
+        head = self.head
+        return "method" not in head and "id" in head and ("result" in head or "error" in head)
 
     @property
     def params(self) -> dict[str, Any]:
-        p = self.obj.get("params")
+        p = self.head.get("params")
         return p if isinstance(p, dict) else {}
 
     @property
@@ -122,14 +133,6 @@ class Message:
             return meta.get("progressToken")
         return None
 
-    @property
-    def hasMethod(self) -> bool:
-        return "method" in self.obj
-
-    @property
-    def hasId(self) -> bool:
-        return "id" in self.obj
-
     def __repr__(self) -> str:
         return f"<Message {self.raw[:120]!r}>"
 
@@ -141,11 +144,11 @@ class LargeResponse(Message):
     the whole object is parsed only if something asks for it.
     """
 
-    __slots__ = ("_id", "_parsed")
+    __slots__ = ("_parsed",)
 
     def __init__(self, raw: bytes, id: Any) -> None:
         self.raw = raw
-        self._id = id
+        self.head = {"id": id, "result": None}
         self._parsed: Optional[dict[str, Any]] = None
 
     @property
@@ -153,34 +156,6 @@ class LargeResponse(Message):
         if self._parsed is None:
             self._parsed = json.loads(self.raw)
         return self._parsed
-
-    @property
-    def method(self) -> Optional[str]:
-        return None
-
-    @property
-    def id(self) -> Any:
-        return self._id
-
-    @property
-    def isRequest(self) -> bool:
-        return False
-
-    @property
-    def isResponse(self) -> bool:
-        return True
-
-    @property
-    def hasMethod(self) -> bool:
-        return False
-
-    @property
-    def hasId(self) -> bool:
-        return True
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {}
 
 
 #: Lines at least this long that plainly begin as a response (the order the

@@ -304,10 +304,11 @@ class Gate(Resource):
             if self.cors.allowCredentials:
                 request.setHeader(b"access-control-allow-credentials", b"true")
         if request.path not in OPEN_PATHS:
-            wait = self.limiter.take(_clientOf(request))
+            client = _clientOf(request)
+            wait = self.limiter.take(client)
             if wait is not None:
                 log.debug("rate limit: {client} must wait {seconds} s",
-                          client=_clientOf(request), seconds=wait)
+                          client=client, seconds=wait)
                 return _refuse(request, 429, "Too Many Requests: this client's request "
                                "rate is over the limit (see --rate-limit)", retryAfter=wait)
             principal, problem = self.credentials.identify(request)
@@ -318,7 +319,7 @@ class Gate(Resource):
                 log.info("refused {method} {path} from {client}: {problem}",
                          method=request.method.decode("ascii", "replace"),
                          path=request.path.decode("ascii", "replace")[:200],
-                         client=_clientOf(request), problem=problem)
+                         client=client, problem=problem)
                 for value in self.credentials.challenges(problem):
                     request.responseHeaders.addRawHeader(b"www-authenticate", value)
                 return _refuse(request, 401, f"Unauthorized: {problem} (send an API key in "

@@ -550,11 +550,11 @@ class Front:
         guard = self._guard(options)
         self.bridge.guard = self.gate.guard = guard
         self.gate.credentials = credentials
-        limiter = self.gate.limiter
-        if (limiter.rate, limiter.burst) != (options["rate-limit"],
-                                             options["rate-burst"] or limiter.burst):
-            self.gate.limiter = RateLimiter(options["rate-limit"], options["rate-burst"],
-                                            self.reactor)
+        # A limiter with the same settings keeps its buckets.
+        limiter = RateLimiter(options["rate-limit"], options["rate-burst"], self.reactor)
+        old = self.gate.limiter
+        if (limiter.rate, limiter.burst) != (old.rate, old.burst):
+            self.gate.limiter = limiter
         self.gate.cors = CORS(bool(options["cors-allow-credentials"]),
                               options["cors-max-age"])
         site = self.site

@@ -282,6 +282,10 @@ class FrontOptionsTests(SynchronousTestCase):
         self.assertTrue(service.reload())
         self.assertEqual(gate.credentials.count, 3)
         self.assertEqual(gate.limiter.rate, 2.0)
+        limiter = gate.limiter
+        write({"api-key": "k1,k2,k3", "rate-limit": 2, "max-body-size": "4M"})
+        self.assertTrue(service.reload())
+        self.assertIs(gate.limiter, limiter, "an unchanged rate limit lost its buckets")
         self.assertEqual(front.site.maxBodySize, 4 * 1024 * 1024)
         write({"bearer-token-file": os.path.join(directory, "missing")})
         self.assertFalse(service.reload())

@@ -334,13 +334,14 @@ class Gate(Resource):
             request.setHeader(b"allow", METHODS)
             return _refuse(request, 405, "Method Not Allowed: HEAD is served only for "
                            "/health, /ping and /status")
-        problem = _unreadableURL(request)
-        if problem is not None:
-            return _refuse(request, 400, f"Bad Request: {problem}")
         if self.lean is not None and request.path == b"/mcp":
             result = self.lean(request)
             if result is not None:
                 return result
+        # Only the router needs the path and Host in UTF-8.
+        problem = _unreadableURL(request)
+        if problem is not None:
+            return _refuse(request, 400, f"Bad Request: {problem}")
         try:
             return self.wrapped.render(request)
         except HTTPException as e:

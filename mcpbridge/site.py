@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from twisted.web.server import Request, Site
 
 from .eager import socketSender, writeEagerly
@@ -85,6 +86,20 @@ class BridgeRequest(Request):
             self.content = BytesIO()
             return
         super().handleContentChunk(data)
+
+    def write(self, data: bytes) -> None:
+        # The status line and headers go out in the same write as the
+        # first piece of the body: one system call, and one packet for
+        # the client to wake up for, instead of two.
+        channel = self.channel
+        if self.startedWriting or not data or not isinstance(channel, BridgeChannel):
+            super().write(data)
+            return
+        channel.holdWrites()
+        try:
+            super().write(data)
+        finally:
+            channel.releaseWrites()
 
 
 class BridgeChannel(HTTPChannel):
@@ -147,6 +162,42 @@ class BridgeChannel(HTTPChannel):
             if self._readDeadline.active():
                 self._readDeadline.cancel()
             self._readDeadline = None
+
+    # Holding writes back, to send what one call to a request's write makes
+    # (headers and body) in one piece.
+
+    _held: Optional[list[bytes]] = None
+
+    def holdWrites(self) -> None:
+        self._held = []
+
+    def releaseWrites(self) -> None:
+        held, self._held = self._held, None
+        if held and self.transport is not None:
+            self.transport.writeSequence(held)
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        if self._held is None or not isinstance(headers, Headers):
+            super().writeHeaders(version, code, reason, headers)
+            return
+        held = self._held
+        held += (version, b" ", code, b" ", reason, b"\r\n")
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                held += (name, b": ", value, b"\r\n")
+        held.append(b"\r\n")
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            super().write(data)
+        else:
+            self._held.append(data)
+
+    def writeSequence(self, iovec: Any) -> None:
+        if self._held is None:
+            super().writeSequence(iovec)
+        else:
+            self._held.extend(iovec)
 
     # What every request asks the connection, asked of the socket once.
 

@@ -277,7 +277,9 @@ class Stream:
         if self.done:
             return
         if self.mode == "pending":
+            self._buffered.append(message.raw)
             self._startSSE()
+            return
         self._event(message.raw)
 
     def respond(self, requestId: Any, message: Message, status: int = 200) -> None:
@@ -342,12 +344,16 @@ class Stream:
     def _startSSE(self) -> None:
         self.mode = "sse"
         conn = self.connection
-        if conn is not None and conn.open:
-            conn.startSSE()
-            conn.write(self.owner.primingEvent(self.number))
-        for raw in self._buffered:
-            self._event(raw)
+        live = conn is not None and conn.open
+        # The headers, the priming event and what waited for the stream
+        # leave in one write (headers alone when there is nothing yet).
+        events = [self.owner.primingEvent(self.number)] if live else []
+        events += [self.owner.event(self.number, raw) for raw in self._buffered]
         self._buffered = []
+        if live:
+            assert conn is not None
+            conn.startSSE()
+            conn.write(b"".join(events))
 
     def _event(self, data: bytes) -> None:
         event = self.owner.event(self.number, data)

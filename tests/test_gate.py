@@ -612,6 +612,87 @@ class ReadTimeoutTests(FrontTestCase):
         self.assertTrue(transport.disconnecting)
 
 
+class WritesTransport(StringTransport):
+    """
+    A transport that keeps each write apart.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
+
+
+class WriteTests(FrontTestCase):
+    """
+    A response's status line, headers and first piece of body go to the
+    transport in one write.
+    """
+
+    def connectRecording(self) -> tuple[Any, WritesTransport]:
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        protocol = self.site.buildProtocol(address)
+        transport = WritesTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_jsonAnswerOneWrite(self) -> None:
+        protocol, transport = self.connectRecording()
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(INIT).encode(),
+                                         mcpHeaders()))
+        self.spawner.last.answerInitialize()
+        self.assertEqual(len(transport.writes), 1)
+        response = parseResponse(transport.writes[0])
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.json()["id"], 1)
+
+    def test_streamHeadersWithFirstEvent(self) -> None:
+        """
+        An event stream's headers leave with its first event; later events
+        are written as they come.
+        """
+        response = self.initialize()
+        sid = response.header("mcp-session-id")
+        assert sid is not None
+        child = self.spawner.last
+        protocol, transport = self.connectRecording()
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "t", "arguments": {}, "_meta": {"progressToken": "p"}}}
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
+                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        self.assertEqual(transport.writes, [])
+        child.send({"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": "p", "progress": 1}})
+        self.assertEqual(len(transport.writes), 1)
+        first = transport.writes[0]
+        self.assertIn(b"200 OK", first)
+        self.assertIn(b"text/event-stream", first)
+        self.assertIn(b"notifications/progress", first)
+        child.send({"jsonrpc": "2.0", "id": 7, "result": {"content": []}})
+        self.assertGreater(len(transport.writes), 1)
+        self.assertNotIn(b"HTTP/1.1", b"".join(transport.writes[1:]))
+        self.assertIn(b'"id": 7', b"".join(transport.writes[1:]).replace(b'"id":7', b'"id": 7'))
+
+    def test_emptyBody(self) -> None:
+        """
+        An answer without a body still goes out (202 for a notification).
+        """
+        response = self.initialize()
+        sid = response.header("mcp-session-id")
+        assert sid is not None
+        protocol, transport = self.connectRecording()
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(note).encode(),
+                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        self.assertEqual(parseResponse(b"".join(transport.writes)).status, 202)
+
+
 class SessionStreamsTests(FrontTestCase):
     config = SessionConfig(maxStreams=2)
 

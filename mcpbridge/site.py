@@ -19,6 +19,7 @@ drops the rest, and the resource answers 413 once the request is whole
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from typing import Any, Optional
 
@@ -27,6 +28,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request, Site
 
@@ -41,6 +43,19 @@ _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\n"
               b"Content-Length: 37\r\n"
               b"Connection: close\r\n\r\n"
               b"the request did not arrive in time.\r\n")
+
+#: An RFC 9110 token: a method or a header name.
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+
+#: The head of an HTTP/1.1 request, checked as twisted.web's parser checks
+#: it: a token method, a target of printable ASCII, header names that are
+#: tokens, values without NUL, CR or LF; no folded lines.  Groups: method,
+#: target, version, header lines.
+_WHOLE_HEAD = re.compile(rb"(%s) ([\x21-\xb0]+) (HTTP/1\.1)\r\n((?:%s:[^\0\r\n]*\r\n)*)\r\n"
+                         % (_TOKEN, _TOKEN))
+#: One header line of such a head: name, and value without the white space
+#: around it.
+_WHOLE_FIELD = re.compile(rb"([^:]+):[ \t]*((?:[^\r]*[^\r \t])?)[ \t]*\r\n")
 
 
 class BridgeRequest(Request):
@@ -140,7 +155,72 @@ class BridgeChannel(HTTPChannel):
         if not self._handlingRequest and self._requestStarted is None:
             self._requestStarted = self.clock.seconds()
             self._armDeadline(self.readTimeout)
+        if (self.wholeRequests and self.persistent and not self.requests
+                and self.line_mode and not self._buffer and not self._busyReceiving
+                and not self.paused and self._wholeRequest(data)):
+            return
         super().dataReceived(data)
+
+    # Requests that arrive whole.
+    #
+    # twisted.web's parser takes a request apart one line at a time, each
+    # header checked and stored on its own.  Nearly every request to the
+    # bridge is one small POST that comes in one read, with its headers
+    # and all of its body; _wholeRequest takes such a request in one go,
+    # checked as twisted.web checks it, and hands it to the same methods
+    # the parser would.  Anything else (a part of a request, several at
+    # once, chunked bodies, "Expect", HTTP/1.0, anything malformed) goes
+    # to the parser untouched, which also answers the malformed ones.
+
+    #: Whether whole requests take the short way (for tests to compare).
+    wholeRequests = True
+
+    def _wholeRequest(self, data: bytes) -> bool:
+        """
+        Serve C{data} if it is exactly one whole, plain HTTP/1.1 request.
+
+        @return: whether it was; if not, nothing was taken from C{data}.
+        """
+        head = _WHOLE_HEAD.match(data)
+        if head is None:
+            return False
+        start, end = head.span(4)
+        if end > self.totalHeadersSize or data.count(b"\n", start, end) > self.maxHeaders:
+            return False
+        # The headers that decide how the body is read, found in one pass.
+        lower = data[start - 1:end].lower()
+        if b"\ntransfer-encoding:" in lower or b"\nexpect:" in lower:
+            return False
+        length = 0
+        at = lower.find(b"\ncontent-length:")
+        if at >= 0:
+            if lower.find(b"\ncontent-length:", at + 1) >= 0:
+                return False
+            value = lower[at + 16:lower.index(b"\r", at)].strip(b" \t")
+            if not value.isdigit():
+                return False
+            length = int(value)
+        if len(data) - head.end() != length:
+            return False
+        body = data[head.end():]
+
+        self.resetTimeout()
+        factory = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            request = factory(self)
+        else:
+            request = factory(self, len(self.requests))
+        self.requests.append(request)
+        self._command, self._path, self._version = head.group(1, 2, 3)
+        add = request.requestHeaders.addRawHeader
+        for name, value in _WHOLE_FIELD.findall(data, start, end):
+            add(name, value)
+        self.length = length
+        self.allHeadersReceived()
+        if body:
+            request.handleContentChunk(body)
+        self.allContentReceived()
+        return True
 
     def allContentReceived(self) -> None:
         self._requestStarted = None
@@ -162,6 +242,31 @@ class BridgeChannel(HTTPChannel):
             if self._readDeadline.active():
                 self._readDeadline.cancel()
             self._readDeadline = None
+
+    # The keep-alive timeout, kept as TimeoutMixin keeps it but with one
+    # timer for the connection's life: twisted.web turns it off for each
+    # request and on again after, which would make and cancel a timer per
+    # request.  Turned off, the timer is left to run out and ignored.
+
+    _idleCall: Optional[IDelayedCall] = None
+
+    def setTimeout(self, period: Optional[int]) -> Optional[int]:
+        previous, self.timeOut = self.timeOut, period
+        if period is not None:
+            if self._idleCall is not None:
+                self._idleCall.reset(period)
+            else:
+                self._idleCall = self.callLater(period, self._idleTimedOut)
+        return previous
+
+    def resetTimeout(self) -> None:
+        if self._idleCall is not None and self.timeOut is not None:
+            self._idleCall.reset(self.timeOut)
+
+    def _idleTimedOut(self) -> None:
+        self._idleCall = None
+        if self.timeOut is not None:
+            self.timeoutConnection()
 
     # Holding writes back, to send what one call to a request's write makes
     # (headers and body) in one piece.
@@ -233,6 +338,9 @@ class BridgeChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        self._idleCall = None
         if self._abortCall is not None and self._abortCall.active():
             self._abortCall.cancel()
         self._abortCall = None

@@ -1,0 +1,317 @@
+"""
+Tests of L{mcpbridge.site.BridgeChannel}'s short way for requests that
+arrive whole: it must see every request exactly as twisted.web's own
+parser does, and leave to the parser everything it does not take.
+
+Each request here is fed to two channels of the same site, one taking the
+short way and one not, and what the resource saw and what went back on
+the wire must be the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from mcpbridge.site import BridgeChannel, BridgeSite
+
+
+class Mirror(Resource):
+    """
+    Answers every request with what it saw of it, as JSON.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, Any]] = []
+
+    def render(self, request: Any) -> bytes:
+        seen = {
+            "method": request.method.decode("latin-1"),
+            "uri": request.uri.decode("latin-1"),
+            "version": request.clientproto.decode("latin-1"),
+            "headers": sorted((k.decode("latin-1"), [v.decode("latin-1") for v in vs])
+                              for k, vs in request.requestHeaders.getAllRawHeaders()),
+            "body": request.content.read().decode("latin-1"),
+            "tooLarge": request.tooLarge,
+        }
+        self.seen.append(seen)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(seen).encode()
+
+
+#: The Date header differs between two runs a second apart.
+_DATE = re.compile(rb"Date: [^\r]*\r\n")
+
+
+class Exchange:
+    """
+    One connection to a L{Mirror} site, taking the short way or not.
+    """
+
+    def __init__(self, whole: bool, maxBodySize: int = 1000) -> None:
+        self.mirror = Mirror()
+        self.clock = MemoryReactorClock()
+        site = BridgeSite(self.mirror, reactor=self.clock)
+        site.maxBodySize = maxBodySize
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        self.channel = site.buildProtocol(address)
+        self.channel.wholeRequests = whole
+        self.transport = StringTransport(peerAddress=address)
+        self.channel.makeConnection(self.transport)
+
+    def feed(self, *pieces: bytes) -> tuple[bytes, bool, list[dict[str, Any]]]:
+        for piece in pieces:
+            if self.transport.disconnecting:
+                break
+            self.channel.dataReceived(piece)
+        return (_DATE.sub(b"", self.transport.value()), bool(self.transport.disconnecting),
+                self.mirror.seen)
+
+
+def post(body: bytes = b'{"jsonrpc":"2.0","id":1,"method":"ping"}', *headers: bytes,
+         target: bytes = b"/mcp", version: bytes = b"HTTP/1.1", length: bool = True) -> bytes:
+    lines = [b"POST " + target + b" " + version, b"Host: 127.0.0.1:3000",
+             b"Content-Type: application/json", *headers]
+    if length:
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+#: Requests the short way takes.
+WHOLE = [
+    post(),
+    post(b"", length=False),
+    b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",
+    post(b"{}", b"X-Spaced:   padded value \t ", b"x-lower: v", b"X-Empty:", b"X-Tab:\tv"),
+    post(b"{}", b"Accept: application/json", b"Accept: text/event-stream"),
+    post(b"{}", b"Connection: close"),
+    b"POST /mcp HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}",
+    b"POST /mcp HTTP/1.1\r\nContent-Length:  0 \r\n\r\n",
+    b"POST /mcp?a=%20b HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    post(b"x" * 2000),  # over the body limit: 413 either way
+    b"M-SEARCH * HTTP/1.1\r\n\r\n",
+    b"GET /\x7f\xb0 HTTP/1.1\r\n\r\n",
+]
+
+#: Requests left to twisted.web's parser, as they arrive in one read.
+PARSER = [
+    post(b"{}", b"Content-Length: 2"),  # twice
+    post(b"{}", length=False) + b"",  # a body without a length
+    b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"POST /mcp HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+    post(b"{}", b"Expect: 100-continue"),
+    post(version=b"HTTP/1.0"),
+    post(b"{}", b"X-Folded: a", b" b"),
+    post(b"{}", b"Bad Name: v"),
+    post(b"{}", b"X-Nul: a\x00b"),
+    post(b"{}", b"X-Cr: a\rb"),
+    post(b"{}", b"X-Lf: a\nb"),
+    post(b"{}", b": no name"),
+    post(b"{}", b"NoColon"),
+    b"POST /mcp HTTP/1.1\r\nContent-Length: -2\r\n\r\n{}",
+    b"POST /mcp HTTP/1.1\r\nContent-Length: 0x2\r\n\r\n{}",
+    b"POST /mcp HTTP/1.1\r\nContent-Length: \xd9\xa2\r\n\r\n{}",
+    post(b"{}") + post(b"[]"),  # two at once
+    post(b"{}") + b"\r\n",  # more than the body
+    post(b"{}")[:-1],  # less than the body
+    b"\r\n" + post(b"{}"),  # an empty line first
+    b"POST  /mcp HTTP/1.1\r\n\r\n",
+    b"POST /mcp HTTP/1.1 \r\n\r\n",
+    b"POST /mcp HTTP/2.0\r\n\r\n",
+    b"P(ST /mcp HTTP/1.1\r\n\r\n",
+    b"POST /m\xb1cp HTTP/1.1\r\n\r\n",
+    b"POST /mcp HTTP/1.1\n\n",
+    b"POST /mcp HTTP/1.1\r\nHost: x\r\n",
+    b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 600 + b"\r\n",  # too many headers
+    b"GET / HTTP/1.1\r\nX: " + b"y" * 20000 + b"\r\n\r\n",  # too large
+]
+
+
+class WholeRequestTests(SynchronousTestCase):
+    def assertSame(self, *pieces: bytes) -> tuple[bytes, bool, list[dict[str, Any]]]:
+        whole = Exchange(True).feed(*pieces)
+        parsed = Exchange(False).feed(*pieces)
+        self.assertEqual(whole, parsed, pieces)
+        return whole
+
+    def test_shortWay(self) -> None:
+        """
+        A whole plain request never reaches the line parser, and is served
+        as the parser would serve it.
+        """
+        for data in WHOLE:
+            exchange = Exchange(True)
+            exchange.channel.lineReceived = lambda line: self.fail(f"parsed {data!r}")
+            output, closed, seen = exchange.feed(data)
+            self.assertTrue(output.startswith(b"HTTP/1.1 "), data)
+            self.assertSame(data)
+
+    def test_parserWay(self) -> None:
+        """
+        Anything else goes to the parser untouched, which serves or refuses
+        it as before.
+        """
+        for data in PARSER:
+            exchange = Exchange(True)
+            taken: list[bool] = []
+            whole = exchange.channel._wholeRequest
+
+            def wholeRequest(data: bytes) -> bool:
+                taken.append(whole(data))
+                return taken[-1]
+            exchange.channel._wholeRequest = wholeRequest
+            exchange.feed(data)
+            self.assertEqual(taken[:1], [False], data)
+            self.assertSame(data)
+
+    def test_headersAsParsed(self) -> None:
+        """
+        The resource sees the headers' names canonicalized and their values
+        without the white space around them, every value of a repeated
+        header, and the body.
+        """
+        output, closed, seen = self.assertSame(WHOLE[4])
+        headers = dict(seen[0]["headers"])
+        self.assertEqual(headers["X-Spaced"], ["padded value"])
+        self.assertEqual(headers["X-Lower"], ["v"])
+        self.assertEqual(headers["X-Empty"], [""])
+        self.assertEqual(headers["X-Tab"], ["v"])
+        self.assertEqual(seen[0]["body"], "{}")
+
+    def test_keptAlive(self) -> None:
+        """
+        Requests one after another on a connection all take the short way;
+        a request in pieces and one that asks to close still work between
+        them.
+        """
+        pieces = [post(b"[1]"), post(b"[2]")[:20], post(b"[2]")[20:], post(b"[3]"),
+                  post(b"[4]", b"Connection: close"), post(b"[5]")]
+        output, closed, seen = self.assertSame(*pieces)
+        self.assertEqual([s["body"] for s in seen], ["[1]", "[2]", "[3]", "[4]"])
+        self.assertTrue(closed)
+
+    def test_switchedOff(self) -> None:
+        exchange = Exchange(True)
+        exchange.channel.wholeRequests = False
+        lines: list[bytes] = []
+        parse = exchange.channel.lineReceived
+
+        def lineReceived(line: bytes) -> Any:
+            lines.append(line)
+            return parse(line)
+        exchange.channel.lineReceived = lineReceived
+        exchange.feed(post())
+        self.assertTrue(lines)
+
+    def test_default(self) -> None:
+        self.assertTrue(BridgeChannel.wholeRequests)
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.sampled_from([
+        b"POST", b"GET", b" ", b"/mcp", b"HTTP/1.1", b"HTTP/1.0", b"\r\n", b"\n", b":", b": ",
+        b"Content-Length", b"content-length", b"Transfer-Encoding", b"chunked", b"Expect",
+        b"100-continue", b"Connection", b"close", b"X-A", b"v", b"\t", b"\x00", b"2", b"0",
+        b"{}", b"\r\n\r\n", b"Host: x\r\n", b"Content-Length: 2\r\n"]), max_size=40),
+        st.integers(min_value=0, max_value=60))
+    def test_sameAsParser(self, tokens: list[bytes], cut: int) -> None:
+        """
+        For any bytes, in one piece or two, both ways answer alike.
+        """
+        data = b"".join(tokens)
+        self.assertSame(data)
+        self.assertSame(data[:cut], data[cut:])
+        self.assertSame(b"POST /mcp HTTP/1.1\r\n" + data)
+
+
+class Slow(Resource):
+    """
+    Answers only when told to.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Any] = []
+
+    def render(self, request: Any) -> Any:
+        self.waiting.append(request)
+        return NOT_DONE_YET
+
+
+class KeepAliveTests(SynchronousTestCase):
+    """
+    The keep-alive timeout: one timer for the connection, not one per
+    request, and no timeout while a request is being answered.
+    """
+
+    def setUp(self) -> None:
+        self.resource = Slow()
+        self.clock = MemoryReactorClock()
+        site = BridgeSite(self.resource, keepaliveTimeout=60, reactor=self.clock)
+        site.readTimeout = 0
+        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def serve(self) -> None:
+        self.channel.dataReceived(post())
+        request = self.resource.waiting.pop()
+        request.write(b"{}")
+        request.finish()
+
+    def test_oneTimer(self) -> None:
+        self.serve()
+        timers = list(self.clock.getDelayedCalls())
+        for _ in range(5):
+            self.serve()
+        self.assertEqual([id(c) for c in self.clock.getDelayedCalls()], [id(c) for c in timers])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_idleClosed(self) -> None:
+        """
+        The connection closes once idle for the timeout after its last
+        request.
+        """
+        self.serve()
+        self.clock.advance(59)
+        self.serve()
+        self.clock.advance(59)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1.5)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_notWhileAnswering(self) -> None:
+        """
+        No idle timeout while a request is being answered; it starts again
+        after.
+        """
+        self.channel.dataReceived(post())
+        for _ in range(5):
+            self.clock.advance(60)
+        self.assertFalse(self.transport.disconnecting)
+        request = self.resource.waiting.pop()
+        request.write(b"{}")
+        request.finish()
+        self.test_idleClosed()
+
+    def test_lostCancels(self) -> None:
+        self.serve()
+        self.channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -197,6 +197,7 @@ class LegacySession:
         self.state = "closed"
         for pending in list(self.pending.values()):
             self._fail(pending, jsonrpc.CONNECTION_CLOSED, reason)
+        self.requests.stop()
         self.stream.finish()
 
     def terminate(self, reason: str) -> Any:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 import attr
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IDelayedCall
 
 from . import jsonrpc
 from .child import ChildProcess, ChildStartError, CommandSpec, spawnGroupLeader
@@ -93,15 +94,18 @@ class SessionError(Exception):
 class PendingRequest:
     """
     A client request the child has not answered yet.
+
+    @ivar deadline: when it times out (L{None}: never).
     """
 
-    __slots__ = ("id", "stream", "progressToken", "timer", "method")
+    __slots__ = ("id", "stream", "progressToken", "deadline", "timeout", "method")
 
     def __init__(self, id: Any, stream: Stream, progressToken: Any, method: str) -> None:
         self.id = id
         self.stream = stream
         self.progressToken = progressToken
-        self.timer: Any = None
+        self.deadline: Optional[float] = None
+        self.timeout = 0.0
         self.method = method
 
 
@@ -109,6 +113,11 @@ class Requests:
     """
     The client requests of one session that its child has not answered:
     by id, by progress token, each with its timeout.
+
+    The timeouts share one timer, set for the earliest deadline, rather
+    than one timer made and cancelled for each request: a timer left
+    running when its request is answered finds nothing due, and is set
+    again only while requests wait.
 
     @ivar onTimeout: called with a request and its timeout when it is up.
     """
@@ -118,6 +127,7 @@ class Requests:
         self.onTimeout = onTimeout
         self.pending: dict[Any, PendingRequest] = {}
         self.progress: dict[Any, PendingRequest] = {}
+        self._timer: Optional[IDelayedCall] = None
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -144,29 +154,52 @@ class Requests:
         if pending.progressToken is not None:
             self.progress[pending.progressToken] = pending
         if timeout > 0:
-            pending.timer = self.clock.callLater(timeout, self._timedOut, pending, timeout)
+            pending.timeout = timeout
+            pending.deadline = self.clock.seconds() + timeout
+            timer = self._timer
+            if timer is None:
+                self._timer = self.clock.callLater(timeout, self._expire)
+            elif pending.deadline < timer.getTime():
+                timer.reset(timeout)  # a shorter timeout since a reload
         return pending
 
-    def _timedOut(self, pending: PendingRequest, timeout: float) -> None:
-        pending.timer = None
-        self.onTimeout(pending, timeout)
+    def _expire(self) -> None:
+        self._timer = None
+        # A timer may fire a hair before the deadline it was set for.
+        now = self.clock.seconds() + 1e-6
+        due = [p for p in self.pending.values() if p.deadline is not None and p.deadline <= now]
+        for pending in due:
+            # One timing out may end others (the session, for initialize).
+            if pending.deadline is not None and self.pending.get(pending.id) is pending:
+                pending.deadline = None
+                self.onTimeout(pending, pending.timeout)
+        deadlines = [p.deadline for p in self.pending.values() if p.deadline is not None]
+        if deadlines and self._timer is None:
+            self._timer = self.clock.callLater(max(0.0, min(deadlines) - self.clock.seconds()),
+                                               self._expire)
 
     def untrack(self, pending: PendingRequest) -> None:
         self.pending.pop(pending.id, None)
         if pending.progressToken is not None:
             self.progress.pop(pending.progressToken, None)
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        pending.timer = None
+        pending.deadline = None
 
     def progressed(self, message: Message, timeout: float) -> Optional[PendingRequest]:
         """
         The request a progress notification is for, its clock restarted.
         """
         pending = self.progress.get(message.params.get("progressToken"))
-        if pending is not None and pending.timer is not None and pending.timer.active():
-            pending.timer.reset(timeout)
+        if pending is not None and pending.deadline is not None:
+            pending.deadline = self.clock.seconds() + timeout
         return pending
+
+    def stop(self) -> None:
+        """
+        Stop the timer (the session has ended).
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
 
 class Session:
@@ -510,6 +543,7 @@ class Session:
             if starting:
                 self._dropSessionHeader(pending.stream)
             self._fail(pending, status, jsonrpc.CONNECTION_CLOSED, reason)
+        self.requests.stop()
         for stream in list(self.streams.values()):
             stream.finish()
         self.getStream.finish()

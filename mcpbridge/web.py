@@ -14,6 +14,7 @@ stateless era and goes to the modern pool.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Callable, Optional, TypeVar
 
@@ -45,13 +46,22 @@ def _accepts(request: IRequest, *types: bytes) -> bool:
     header = request.getHeader(b"accept")
     if not header:
         return False
-    listed = {part.split(b";", 1)[0].strip().lower() for part in header.split(b",")}
+    listed = _listedTypes(header)
     if b"*/*" in listed:
         return True
     for t in types:
         if t not in listed and t.split(b"/")[0] + b"/*" not in listed:
             return False
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def _listedTypes(header: bytes) -> frozenset[bytes]:
+    """
+    The media types an C{Accept} header lists, without parameters.  A
+    client sends the same few headers again and again: they are read once.
+    """
+    return frozenset(part.split(b";", 1)[0].strip().lower() for part in header.split(b","))
 
 
 def _empty(request: Any, status: int) -> bytes:

@@ -51,14 +51,21 @@ def setLogLevel(name: str) -> None:
 
     @raise KeyError: for a name not in L{LEVELS}.
     """
-    _predicate.setLogLevelForNamespace("", LEVELS[name.lower()])
+    global _debug
+    level = LEVELS[name.lower()]
+    _predicate.setLogLevelForNamespace("", level)
+    _debug = level <= LogLevel.debug
+
+
+#: Whether debug events pass, kept as a plain flag for the hot paths.
+_debug = False
 
 
 def debugEnabled() -> bool:
     """
     Whether debug events pass the filter; lets hot paths skip building them.
     """
-    return _predicate.logLevelForNamespace("") <= LogLevel.debug
+    return _debug
 
 
 def logger(namespace: str) -> Logger:

@@ -185,7 +185,11 @@ class BridgeChannel(HTTPChannel):
         if head is None:
             return False
         start, end = head.span(4)
-        if end > self.totalHeadersSize or data.count(b"\n", start, end) > self.maxHeaders:
+        # (A header line takes at least four bytes: count them only when
+        # there could be too many.)
+        if end > self.totalHeadersSize or (
+                end - start > 4 * self.maxHeaders
+                and data.count(b"\n", start, end) > self.maxHeaders):
             return False
         # The headers that decide how the body is read, found in one pass.
         lower = data[start - 1:end].lower()

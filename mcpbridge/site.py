@@ -32,7 +32,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request, Site
 
-from .eager import socketSender, writeEagerly
+from .eager import EAGER_LIMIT, socketSender, writeEagerly
 from .logs import debugEnabled, logger
 
 log = logger("mcpbridge.http")
@@ -106,8 +106,10 @@ class BridgeRequest(Request):
         # The status line and headers go out in the same write as the
         # first piece of the body: one system call, and one packet for
         # the client to wake up for, instead of two.
+        # (Not for a large body: joining it to the headers would copy it.)
         channel = self.channel
-        if self.startedWriting or not data or not isinstance(channel, BridgeChannel):
+        if (self.startedWriting or not data or len(data) > EAGER_LIMIT
+                or not isinstance(channel, BridgeChannel)):
             super().write(data)
             return
         channel.holdWrites()

@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
+from .eager import EAGER_LIMIT
 from .jsonrpc import Message
 
 
@@ -353,7 +354,12 @@ class Stream:
         if live:
             assert conn is not None
             conn.startSSE()
-            conn.write(b"".join(events))
+            if sum(map(len, events)) <= EAGER_LIMIT:
+                conn.write(b"".join(events))
+            else:
+                # Large events are not copied into one.
+                for event in events:
+                    conn.write(event)
 
     def _event(self, data: bytes) -> None:
         event = self.owner.event(self.number, data)

@@ -652,6 +652,26 @@ class WriteTests(FrontTestCase):
         self.assertEqual(response.status, 200)
         self.assertEqual(response.json()["id"], 1)
 
+    def test_largeAnswerNotJoined(self) -> None:
+        """
+        A large body is not joined to the headers (which would copy it):
+        the headers go first, then the body as it is.
+        """
+        response = self.initialize()
+        sid = response.header("mcp-session-id")
+        assert sid is not None
+        child = self.spawner.last
+        protocol, transport = self.connectRecording()
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "t", "arguments": {}}}
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
+                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        child.answer(call, {"content": [{"type": "text", "text": "x" * 100000}]})
+        self.assertEqual(len(transport.writes), 2)
+        self.assertTrue(transport.writes[0].endswith(b"\r\n\r\n"))
+        self.assertGreater(len(transport.writes[1]), 100000)
+        self.assertEqual(parseResponse(b"".join(transport.writes)).json()["id"], 7)
+
     def test_streamHeadersWithFirstEvent(self) -> None:
         """
         An event stream's headers leave with its first event; later events
@@ -678,6 +698,23 @@ class WriteTests(FrontTestCase):
         self.assertGreater(len(transport.writes), 1)
         self.assertNotIn(b"HTTP/1.1", b"".join(transport.writes[1:]))
         self.assertIn(b'"id": 7', b"".join(transport.writes[1:]).replace(b'"id":7', b'"id": 7'))
+
+    def test_largeFirstEventNotJoined(self) -> None:
+        response = self.initialize()
+        sid = response.header("mcp-session-id")
+        assert sid is not None
+        child = self.spawner.last
+        protocol, transport = self.connectRecording()
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "t", "arguments": {}, "_meta": {"progressToken": "p"}}}
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
+                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        child.send({"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": "p", "progress": 1, "message": "y" * 100000}})
+        self.assertEqual(len(transport.writes), 2)
+        self.assertIn(b"text/event-stream", transport.writes[0])
+        self.assertLess(len(transport.writes[0]), 1000)
+        self.assertGreater(len(transport.writes[1]), 100000)
 
     def test_emptyBody(self) -> None:
         """

@@ -145,6 +145,32 @@ def still_alive(snap: Sequence[Tuple[int, int]]) -> List[int]:
 
 # ---------------------------------------------------------------- HTTP ---
 
+def stop_piped(proc: "subprocess.Popen[bytes]", timeout: float) -> None:
+    """
+    Kill a child driven over its pipes (if it still runs), reap it, and
+    close its pipes.
+    """
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=timeout)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+def text_of(response: Dict[str, Any]) -> str:
+    """
+    The text of a tool result with one text content.
+    """
+    content = response["result"]["content"]
+    assert len(content) == 1 and content[0]["type"] == "text", content
+    text: str = content[0]["text"]
+    return text
+
+
 def http_request(port: int, method: str, path: str, body: Optional[bytes] = None,
                  headers: Optional[Dict[str, str]] = None,
                  timeout: float = 10.0, tls: Optional[ssl.SSLContext] = None,

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional
 
 import mcpbridge
 
+from .support import stop_piped, text_of
+
 JSON = Dict[str, Any]
 # Let the child import the very mcpbridge this test imported (source tree or install).
 IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mcpbridge.__file__)))
@@ -122,19 +124,7 @@ class DemoProcess:
         self.proc.wait(timeout=TIMEOUT)
         for pump in self.pumps:
             pump.join(TIMEOUT)
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
-
-
-def text_of(response: JSON) -> str:
-    content = response["result"]["content"]
-    assert len(content) == 1 and content[0]["type"] == "text", content
-    text: str = content[0]["text"]
-    return text
+        stop_piped(self.proc, TIMEOUT)
 
 
 class DemoServerTests(unittest.TestCase):

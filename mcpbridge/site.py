@@ -20,17 +20,20 @@ drops the rest, and the resource answers 413 once the request is whole
 from __future__ import annotations
 
 import re
+import time
 from io import BytesIO
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, datetimeToString
 from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.http_headers import Headers
+from twisted.web.resource import _IEncodingResource
 from twisted.web.server import Request, Site
+from twisted.web.server import version as serverVersion
 
 from .eager import EAGER_LIMIT, socketSender, writeEagerly
 from .logs import debugEnabled, logger
@@ -56,6 +59,19 @@ _WHOLE_HEAD = re.compile(rb"(%s) ([\x21-\xb0]+) (HTTP/1\.1)\r\n((?:%s:[^\0\r\n]*
 #: One header line of such a head: name, and value without the white space
 #: around it.
 _WHOLE_FIELD = re.compile(rb"([^:]+):[ \t]*((?:[^\r]*[^\r \t])?)[ \t]*\r\n")
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def httpDate() -> bytes:
+    """
+    The time now as an HTTP C{Date} header value, made once a second.
+    """
+    global _date
+    now = int(time.time())
+    if now != _date[0]:
+        _date = (now, datetimeToString(now))
+    return _date[1]
 
 
 class BridgeRequest(Request):
@@ -101,6 +117,39 @@ class BridgeRequest(Request):
             self.content = BytesIO()
             return
         super().handleContentChunk(data)
+
+    #: Called once if the client goes away before the answer is finished.
+    onLost: Optional[Callable[[], None]] = None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        onLost, self.onLost = self.onLost, None
+        if onLost is not None:
+            onLost()
+
+    def process(self) -> None:
+        # The path nearly every request takes is served as twisted.web's
+        # Request.process serves it, less the work it does not need there:
+        # the Date header is formatted once a second, not per request, and
+        # "/mcp" needs no splitting and unquoting.
+        if self.path != b"/mcp":
+            super().process()
+            return
+        channel: Any = self.channel
+        self.site = site = channel.site
+        self.setHeader(b"Server", serverVersion)
+        self.setHeader(b"Date", httpDate())
+        self.prepath = []
+        self.postpath = [b"mcp"]
+        try:
+            resource = site.getResourceFor(self)
+            if _IEncodingResource.providedBy(resource):
+                encoder = resource.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def write(self, data: bytes) -> None:
         # The status line and headers go out in the same write as the

@@ -33,6 +33,7 @@ from .logs import debugEnabled, logger
 from .pool import ChildPool
 from .servers import BridgedServer, Servers
 from .sessions import SESSION_VERSIONS, Session, SessionError, SessionManager
+from .site import BridgeRequest
 from .streams import Connection, Stream, parseEventId
 
 _JSON = b"application/json"
@@ -168,28 +169,32 @@ class BridgeApp:
             return self._refused(request, Failure(e))
         if not isinstance(result, Deferred):
             return result
-        finished = False
+        lost = False
 
-        def done(outcome: Any) -> None:
-            nonlocal finished
-            finished = True
-            if isinstance(outcome, Failure):
-                result.cancel()  # the client went away
+        def gone(_: Any = None) -> None:
+            nonlocal lost
+            lost = True
+            result.cancel()
 
         def write(body: bytes) -> None:
-            if not finished:
+            if not lost and not request.finished:  # type: ignore[attr-defined]
                 request.write(body)
                 request.finish()
 
         def failed(failure: Failure) -> None:
-            if finished or failure.check(CancelledError):
+            if lost or request.finished or failure.check(CancelledError):  # type: ignore[attr-defined]
                 return
             if failure.check(SessionError):
                 write(self._refused(request, failure))
             else:
                 request.processingFailed(failure)  # type: ignore[attr-defined]
 
-        request.notifyFinish().addBoth(done)  # type: ignore[attr-defined]
+        # The client going away cancels the answer (as Klein does), told by
+        # the bridge's request directly rather than through a Deferred.
+        if isinstance(request, BridgeRequest):
+            request.onLost = gone
+        else:
+            request.notifyFinish().addErrback(gone)  # type: ignore[attr-defined]
         result.addCallbacks(write, failed)
         return NOT_DONE_YET
 

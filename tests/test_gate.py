@@ -16,8 +16,10 @@ from typing import Any, Optional
 
 import attr
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from mcpbridge import gate as gatemodule
@@ -715,6 +717,30 @@ class WriteTests(FrontTestCase):
         self.assertIn(b"text/event-stream", transport.writes[0])
         self.assertLess(len(transport.writes[0]), 1000)
         self.assertGreater(len(transport.writes[1]), 100000)
+
+    def test_clientGoneCancels(self) -> None:
+        """
+        A client that goes away before its answer cancels the answer: the
+        stream lets go of the connection, and the answer, when it comes,
+        is not written.
+        """
+        response = self.initialize()
+        sid = response.header("mcp-session-id")
+        assert sid is not None
+        child = self.spawner.last
+        protocol, transport = self.connectRecording()
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "t", "arguments": {}}}
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
+                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        session = self.manager.get(sid)
+        assert session is not None
+        [stream] = session.streams.values()
+        self.assertIsNotNone(stream.connection)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNone(stream.connection)
+        child.answer(call, {"content": []})
+        self.assertEqual(transport.writes, [])
 
     def test_emptyBody(self) -> None:
         """

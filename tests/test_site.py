@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +23,10 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.http import datetimeToString
+from twisted.web.server import NOT_DONE_YET, Request
 
-from mcpbridge.site import BridgeChannel, BridgeSite
+from mcpbridge.site import BridgeChannel, BridgeRequest, BridgeSite, httpDate
 
 
 class Mirror(Resource):
@@ -47,6 +49,10 @@ class Mirror(Resource):
                               for k, vs in request.requestHeaders.getAllRawHeaders()),
             "body": request.content.read().decode("latin-1"),
             "tooLarge": request.tooLarge,
+            "prepath": [p.decode("latin-1") for p in request.prepath],
+            "postpath": [p.decode("latin-1") for p in request.postpath],
+            "headersOut": sorted(k.decode("latin-1") for k, _ in
+                                 request.responseHeaders.getAllRawHeaders()),
         }
         self.seen.append(seen)
         request.setHeader(b"content-type", b"application/json")
@@ -237,6 +243,70 @@ class WholeRequestTests(SynchronousTestCase):
         self.assertSame(data)
         self.assertSame(data[:cut], data[cut:])
         self.assertSame(b"POST /mcp HTTP/1.1\r\n" + data)
+
+
+class TwistedProcessRequest(BridgeRequest):
+    """
+    A L{BridgeRequest} processed by twisted.web's own C{process}.
+    """
+
+    process = Request.process
+
+
+class ProcessTests(SynchronousTestCase):
+    """
+    L{BridgeRequest.process}'s short way for C{/mcp} serves a request as
+    twisted.web's own does.
+    """
+
+    def exchange(self, requestFactory: Any, data: bytes) -> tuple[bytes, Any]:
+        mirror = Mirror()
+        site = BridgeSite(mirror, reactor=MemoryReactorClock())
+        site.requestFactory = requestFactory
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(data)
+        return _DATE.sub(b"", transport.value()), mirror.seen
+
+    def test_sameAsTwisted(self) -> None:
+        for data in [post(), post(target=b"/mcp?x=1"), post(target=b"/other"),
+                     post(target=b"/mcp/"), post(target=b"/m%63p"), b"OPTIONS * HTTP/1.1\r\n\r\n"]:
+            self.assertEqual(self.exchange(BridgeRequest, data),
+                             self.exchange(TwistedProcessRequest, data), data)
+
+    def test_headers(self) -> None:
+        output, seen = self.exchange(BridgeRequest, post())
+        self.assertIn("Date", seen[0]["headersOut"])
+        self.assertIn("Server", seen[0]["headersOut"])
+        self.assertEqual(seen[0]["postpath"], ["mcp"])
+
+    def test_date(self) -> None:
+        """
+        The Date header is the time now, as twisted.web formats it.
+        """
+        before = datetimeToString(int(time.time()))
+        value = httpDate()
+        after = datetimeToString(int(time.time()))
+        self.assertIn(value, (before, after))
+        self.assertIs(httpDate(), httpDate())
+
+    def test_failure(self) -> None:
+        """
+        A resource that raises gets twisted.web's 500, on the short way too.
+        """
+        class Broken(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> bytes:
+                raise RuntimeError("broken")
+        site = BridgeSite(Broken(), reactor=MemoryReactorClock())
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(post())
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 500 "))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class Slow(Resource):

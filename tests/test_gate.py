@@ -644,6 +644,27 @@ class WriteTests(FrontTestCase):
         protocol.makeConnection(transport)
         return protocol, transport
 
+    def call(self, meta: Optional[dict[str, Any]] = None) -> tuple[Any, Any, Any, Any]:
+        """
+        Open a session, then POST a tool call in it on a recording
+        connection.
+
+        @return: the call, the session's child, the connection and its
+            transport.
+        """
+        sid = self.initialize().header("mcp-session-id")
+        assert sid is not None
+        child = self.spawner.last
+        protocol, transport = self.connectRecording()
+        params: dict[str, Any] = {"name": "t", "arguments": {}}
+        if meta:
+            params["_meta"] = meta
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
+                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        self.sid = sid
+        return call, child, protocol, transport
+
     def test_jsonAnswerOneWrite(self) -> None:
         protocol, transport = self.connectRecording()
         protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(INIT).encode(),
@@ -659,15 +680,7 @@ class WriteTests(FrontTestCase):
         A large body is not joined to the headers (which would copy it):
         the headers go first, then the body as it is.
         """
-        response = self.initialize()
-        sid = response.header("mcp-session-id")
-        assert sid is not None
-        child = self.spawner.last
-        protocol, transport = self.connectRecording()
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "t", "arguments": {}}}
-        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
-                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        call, child, protocol, transport = self.call()
         child.answer(call, {"content": [{"type": "text", "text": "x" * 100000}]})
         self.assertEqual(len(transport.writes), 2)
         self.assertTrue(transport.writes[0].endswith(b"\r\n\r\n"))
@@ -679,15 +692,7 @@ class WriteTests(FrontTestCase):
         An event stream's headers leave with its first event; later events
         are written as they come.
         """
-        response = self.initialize()
-        sid = response.header("mcp-session-id")
-        assert sid is not None
-        child = self.spawner.last
-        protocol, transport = self.connectRecording()
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "t", "arguments": {}, "_meta": {"progressToken": "p"}}}
-        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
-                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        call, child, protocol, transport = self.call({"progressToken": "p"})
         self.assertEqual(transport.writes, [])
         child.send({"jsonrpc": "2.0", "method": "notifications/progress",
                     "params": {"progressToken": "p", "progress": 1}})
@@ -702,15 +707,7 @@ class WriteTests(FrontTestCase):
         self.assertIn(b'"id": 7', b"".join(transport.writes[1:]).replace(b'"id":7', b'"id": 7'))
 
     def test_largeFirstEventNotJoined(self) -> None:
-        response = self.initialize()
-        sid = response.header("mcp-session-id")
-        assert sid is not None
-        child = self.spawner.last
-        protocol, transport = self.connectRecording()
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "t", "arguments": {}, "_meta": {"progressToken": "p"}}}
-        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
-                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
+        call, child, protocol, transport = self.call({"progressToken": "p"})
         child.send({"jsonrpc": "2.0", "method": "notifications/progress",
                     "params": {"progressToken": "p", "progress": 1, "message": "y" * 100000}})
         self.assertEqual(len(transport.writes), 2)
@@ -724,16 +721,8 @@ class WriteTests(FrontTestCase):
         stream lets go of the connection, and the answer, when it comes,
         is not written.
         """
-        response = self.initialize()
-        sid = response.header("mcp-session-id")
-        assert sid is not None
-        child = self.spawner.last
-        protocol, transport = self.connectRecording()
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "t", "arguments": {}}}
-        protocol.dataReceived(rawRequest("POST", "/mcp", json.dumps(call).encode(),
-                                         mcpHeaders(**{"Mcp-Session-Id": sid})))
-        session = self.manager.get(sid)
+        call, child, protocol, transport = self.call()
+        session = self.manager.get(self.sid)
         assert session is not None
         [stream] = session.streams.values()
         self.assertIsNotNone(stream.connection)

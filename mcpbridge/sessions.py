@@ -269,7 +269,7 @@ class Session:
         return event
 
     def touch(self) -> None:
-        self.lastActivity = self.manager.lastActivity = self.clock.seconds()
+        self.lastActivity = self.clock.seconds()
 
     @property
     def idle(self) -> bool:
@@ -595,10 +595,6 @@ class SessionManager(Service):
         self._drainDeadline = 0.0
         self._spareTimer: Any = None
         self._spareFailures = 0
-        #: When a session last had a request (see L{_fillSpares}).
-        self.lastActivity = 0.0
-        #: Since when spares have been missing (L{None}: none taken since the last fill).
-        self._sparesMissingSince: Optional[float] = None
 
     def startService(self) -> None:
         super().startService()
@@ -696,22 +692,8 @@ class SessionManager(Service):
     def _fillSpares(self) -> None:
         """
         Start children ahead of demand until C{spares} are ready.
-
-        Spares taken are made up once the sessions have been quiet (no new
-        session, no request) for L{SPARE_REFILL_DELAY}: starting a child
-        costs the bridge a spawn and the machine an interpreter's start,
-        which would slow the requests in flight.  They are made up anyway
-        after L{SPARE_REFILL_MAX_WAIT}, and at once when none is left.
         """
         self._spareTimer = None
-        missingSince = self._sparesMissingSince
-        if missingSince is not None and self.spares:
-            now = self.reactor.seconds()
-            wait = self.lastActivity + self.SPARE_REFILL_DELAY - now
-            if wait > 0 and now - missingSince < self.SPARE_REFILL_MAX_WAIT:
-                self._spareTimer = self.reactor.callLater(wait, self._fillSpares)
-                return
-        self._sparesMissingSince = None
         while self.accepting and len(self.spares) < self.config.spares:
             child = self.newChild("spare")
             child.onMessage = self._spareMessage
@@ -748,20 +730,15 @@ class SessionManager(Service):
                 return child
         return None
 
-    #: Seconds without a spare taken, and without a request, before the
-    #: spares are made up again: starting children costs CPU that a burst
-    #: of new sessions, or the requests in flight, need more.
+    #: Seconds without a spare taken before the spares are made up again:
+    #: starting children costs CPU that a burst of new sessions needs more.
     SPARE_REFILL_DELAY = 0.25
-    #: Seconds after which spares taken are made up even while busy.
-    SPARE_REFILL_MAX_WAIT = 5.0
 
     def _refillLater(self) -> None:
         """
-        Make the spares up once sessions stop being created and requests
-        pause (at once when none is left).
+        Make the spares up once sessions stop being created (at once when
+        none is left).
         """
-        if self._sparesMissingSince is None:
-            self._sparesMissingSince = self.reactor.seconds()
         delay = self.SPARE_REFILL_DELAY if self.spares else 0
         if self._spareTimer is not None and self._spareTimer.active():
             self._spareTimer.reset(delay)

@@ -96,7 +96,7 @@ class LegacySession:
             yield self.stream.connection
 
     def touch(self) -> None:
-        self.lastActivity = self.clock.seconds()
+        self.lastActivity = self.manager.lastActivity = self.clock.seconds()
 
     # Client to child.
 

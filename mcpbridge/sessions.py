@@ -269,7 +269,7 @@ class Session:
         return event
 
     def touch(self) -> None:
-        self.lastActivity = self.clock.seconds()
+        self.lastActivity = self.manager.lastActivity = self.clock.seconds()
 
     @property
     def idle(self) -> bool:
@@ -595,6 +595,10 @@ class SessionManager(Service):
         self._drainDeadline = 0.0
         self._spareTimer: Any = None
         self._spareFailures = 0
+        #: When a session last had a request (see L{_fillSpares}).
+        self.lastActivity = 0.0
+        #: When a spare was last taken (L{None}: none since the last fill).
+        self._lastSpareTaken: Optional[float] = None
 
     def startService(self) -> None:
         super().startService()
@@ -692,8 +696,23 @@ class SessionManager(Service):
     def _fillSpares(self) -> None:
         """
         Start children ahead of demand until C{spares} are ready.
+
+        Spares taken are made up once the sessions have been quiet (no new
+        session, no request) for L{SPARE_REFILL_DELAY}: starting a child
+        costs the bridge a spawn and the machine an interpreter's start,
+        which would slow the requests in flight.  They are made up anyway
+        L{SPARE_REFILL_MAX_WAIT} after the last one was taken, and at once
+        when none is left.
         """
         self._spareTimer = None
+        taken = self._lastSpareTaken
+        if taken is not None and self.spares:
+            now = self.reactor.seconds()
+            wait = self.lastActivity + self.SPARE_REFILL_DELAY - now
+            if wait > 0 and now - taken < self.SPARE_REFILL_MAX_WAIT:
+                self._spareTimer = self.reactor.callLater(wait, self._fillSpares)
+                return
+        self._lastSpareTaken = None
         while self.accepting and len(self.spares) < self.config.spares:
             child = self.newChild("spare")
             child.onMessage = self._spareMessage
@@ -730,15 +749,20 @@ class SessionManager(Service):
                 return child
         return None
 
-    #: Seconds without a spare taken before the spares are made up again:
-    #: starting children costs CPU that a burst of new sessions needs more.
+    #: Seconds without a spare taken, and without a request, before the
+    #: spares are made up again: starting children costs CPU that a burst
+    #: of new sessions, or the requests in flight, need more.
     SPARE_REFILL_DELAY = 0.25
+    #: Seconds after the last spare taken when spares are made up even while
+    #: requests keep coming.
+    SPARE_REFILL_MAX_WAIT = 5.0
 
     def _refillLater(self) -> None:
         """
-        Make the spares up once sessions stop being created (at once when
-        none is left).
+        Make the spares up once sessions stop being created and requests
+        pause (at once when none is left).
         """
+        self._lastSpareTaken = self.reactor.seconds()
         delay = self.SPARE_REFILL_DELAY if self.spares else 0
         if self._spareTimer is not None and self._spareTimer.active():
             self._spareTimer.reset(delay)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attr
+
 from mcpbridge.sessions import SessionConfig
 
 from .test_web import BridgeTestCase, call, initializeRequest
@@ -118,6 +120,69 @@ class SpareTests(BridgeTestCase):
             self.clock.advance(0.1)
         self.assertEqual(len(self.spawner.children), 4)
         self.assertEqual(len(self.manager.spares), 2)
+
+    def busySession(self) -> tuple[str, Any]:
+        """
+        Open a session on the first spare; return its id and child.
+        """
+        child = self.spawner.children[0]
+        d = self.post(initializeRequest())
+        child.answerInitialize()
+        response, _ = self.respond(d)
+        return response.headers.getRawHeaders("mcp-session-id")[0], child
+
+    def callEvery(self, sid: str, child: Any, seconds: float) -> None:
+        """
+        Keep the session busy: one answered call every 0.1 s for C{seconds}.
+        """
+        for n in range(int(seconds * 10)):
+            d = self.post(call(100 + n), sid)
+            child.answer(call(100 + n), "ok")
+            self.assertEqual(self.respond(d)[0].code, 200)
+            self.clock.advance(0.1)
+
+    def test_refillWaitsForQuiet(self) -> None:
+        """
+        While requests keep coming, a spare taken is not made up (starting
+        a child would slow them); 0.25 s after they pause, it is.
+        """
+        sid, child = self.busySession()
+        self.callEvery(sid, child, 2.0)
+        self.assertEqual(len(self.spawner.children), 2)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.spawner.children), 2)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.spawner.children), 3)
+        self.assertEqual(len(self.manager.spares), 2)
+
+    def test_refillAfterMaxWait(self) -> None:
+        """
+        Under requests that never pause, the spares are made up anyway
+        after SPARE_REFILL_MAX_WAIT.
+        """
+        sid, child = self.busySession()
+        self.callEvery(sid, child, 4.9)
+        self.assertEqual(len(self.spawner.children), 2)
+        self.callEvery(sid, child, 0.5)
+        self.assertEqual(len(self.spawner.children), 3)
+
+    def test_maxWaitFromLastTaken(self) -> None:
+        """
+        The wait for a pause counts from the last spare taken: a new
+        session under steady requests starts it again.
+        """
+        self.manager.config = attr.evolve(self.manager.config, spares=3)
+        self.manager._fillSpares()
+        self.assertEqual(len(self.spawner.children), 3)
+        sid, child = self.busySession()
+        self.callEvery(sid, child, 3.0)
+        d = self.post(initializeRequest())
+        self.spawner.children[1].answerInitialize()
+        self.assertEqual(self.respond(d)[0].code, 200)
+        self.callEvery(sid, child, 4.9)
+        self.assertEqual(len(self.spawner.children), 3)
+        self.callEvery(sid, child, 0.5)
+        self.assertEqual(len(self.spawner.children), 5)
 
     def test_deadSpareReplacedWithBackoff(self) -> None:
         """

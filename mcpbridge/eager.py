@@ -30,6 +30,7 @@ def writeEagerly(transport: Any, send: Callable[[bytes], int]) -> None:
         to Twisted (whose write path then meets the error and reports it).
     """
     queue = transport.write
+    queueSequence = transport.writeSequence
 
     def write(data: bytes) -> None:
         # Large writes are queued whole: sending part at once would cost a
@@ -48,7 +49,13 @@ def writeEagerly(transport: Any, send: Callable[[bytes], int]) -> None:
         queue(data)
 
     def writeSequence(iovec: Iterable[bytes]) -> None:
-        write(b"".join(iovec))
+        # Small pieces are joined and sent as one; large ones are queued as
+        # they are, since joining them would copy them.
+        pieces = list(iovec)
+        if sum(map(len, pieces)) <= EAGER_LIMIT:
+            write(b"".join(pieces))
+        else:
+            queueSequence(pieces)
 
     transport.write = write
     transport.writeSequence = writeSequence

@@ -35,7 +35,7 @@ from twisted.web.resource import _IEncodingResource
 from twisted.web.server import Request, Site
 from twisted.web.server import version as serverVersion
 
-from .eager import EAGER_LIMIT, socketSender, writeEagerly
+from .eager import socketSender, writeEagerly
 from .logs import debugEnabled, logger
 
 log = logger("mcpbridge.http")
@@ -155,17 +155,28 @@ class BridgeRequest(Request):
         # The status line and headers go out in the same write as the
         # first piece of the body: one system call, and one packet for
         # the client to wake up for, instead of two.
-        # (Not for a large body: joining it to the headers would copy it.)
-        channel = self.channel
-        if (self.startedWriting or not data or len(data) > EAGER_LIMIT
-                or not isinstance(channel, BridgeChannel)):
-            super().write(data)
-            return
-        channel.holdWrites()
+        channel: Any = self.channel
+        held = (not self.startedWriting and bool(data)
+                and isinstance(channel, BridgeChannel) and channel.holdWrites())
         try:
             super().write(data)
         finally:
-            channel.releaseWrites()
+            if held:
+                channel.releaseWrites()
+
+    def writeMany(self, pieces: list[bytes]) -> None:
+        """
+        Write C{pieces} (with the status line and headers, if not sent yet)
+        in one write to the connection.
+        """
+        channel: Any = self.channel
+        held = isinstance(channel, BridgeChannel) and channel.holdWrites()
+        try:
+            for piece in pieces:
+                self.write(piece)
+        finally:
+            if held:
+                channel.releaseWrites()
 
 
 class BridgeChannel(HTTPChannel):
@@ -328,8 +339,17 @@ class BridgeChannel(HTTPChannel):
 
     _held: Optional[list[bytes]] = None
 
-    def holdWrites(self) -> None:
+    def holdWrites(self) -> bool:
+        """
+        Keep what is written until L{releaseWrites}, to send it in one
+        piece (the transport joins small pieces and queues large ones).
+
+        @return: whether this call started holding (and so must release).
+        """
+        if self._held is not None:
+            return False
         self._held = []
+        return True
 
     def releaseWrites(self) -> None:
         held, self._held = self._held, None

@@ -25,7 +25,6 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from .eager import EAGER_LIMIT
 from .jsonrpc import Message
 
 
@@ -171,6 +170,20 @@ class Connection:
         if self.open:
             self.lastWrite = self._clock.seconds()
             self.request.write(data)
+
+    def writeMany(self, pieces: list[bytes]) -> None:
+        """
+        Write C{pieces} in one write to the connection where the request
+        can (a L{BridgeRequest}), else one after another.
+        """
+        if self.open:
+            self.lastWrite = self._clock.seconds()
+            writeMany = getattr(self.request, "writeMany", None)
+            if writeMany is not None:
+                writeMany(pieces)
+            else:
+                for piece in pieces:
+                    self.request.write(piece)
 
     def keepAlive(self, now: float, interval: float) -> None:
         """
@@ -354,12 +367,7 @@ class Stream:
         if live:
             assert conn is not None
             conn.startSSE()
-            if sum(map(len, events)) <= EAGER_LIMIT:
-                conn.write(b"".join(events))
-            else:
-                # Large events are not copied into one.
-                for event in events:
-                    conn.write(event)
+            conn.writeMany(events)
 
     def _event(self, data: bytes) -> None:
         event = self.owner.event(self.number, data)

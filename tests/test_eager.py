@@ -32,8 +32,10 @@ class FakeDescriptor:
         self._tempDataBuffer.append(data)
 
     def writeSequence(self, iovec: Any) -> None:
+        # As Twisted's: the pieces queued as they are, not through write.
         for data in iovec:
-            self.write(data)
+            self.queued.append(data)
+            self._tempDataBuffer.append(data)
 
 
 class WriteEagerlyTests(SynchronousTestCase):
@@ -83,6 +85,16 @@ class WriteEagerlyTests(SynchronousTestCase):
     def test_largeQueued(self) -> None:
         self.fd.write(b"y" * (EAGER_LIMIT + 1))
         self.assertEqual((self.sent, len(self.fd.queued)), ([], 1))
+
+    def test_largeSequenceQueuedAsItIs(self) -> None:
+        """
+        A large sequence is queued piece by piece, not joined (a copy).
+        """
+        pieces = [b"head", b"y" * EAGER_LIMIT, b"tail"]
+        self.fd.writeSequence(pieces)
+        self.assertEqual(self.sent, [])
+        self.assertEqual(self.fd.queued, pieces)
+        self.assertIs(self.fd.queued[1], pieces[1])
 
     def test_notWhenClosing(self) -> None:
         self.fd.disconnecting = True

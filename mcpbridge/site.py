@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from io import BytesIO
 from typing import Any, Callable, Optional
 
@@ -28,7 +29,7 @@ from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.http import NO_BODY_CODES, HTTPChannel, datetimeToString
 from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.http_headers import Headers
 from twisted.web.resource import _IEncodingResource
@@ -61,6 +62,30 @@ _WHOLE_HEAD = re.compile(rb"(%s) ([\x21-\xb0]+) (HTTP/1\.1)\r\n((?:%s:[^\0\r\n]*
 _WHOLE_FIELD = re.compile(rb"([^:]+):[ \t]*((?:[^\r]*[^\r \t])?)[ \t]*\r\n")
 
 _date: tuple[int, bytes] = (0, b"")
+
+
+@lru_cache(maxsize=512)
+def _headerName(name: bytes) -> bytes:
+    """
+    The name twisted.web's L{Headers} files a header called C{name} under
+    (found once per spelling, by asking a L{Headers}).
+    """
+    headers = Headers()
+    headers.addRawHeader(name, b"")
+    return next(iter(headers.getAllRawHeaders()))[0]
+
+
+def _head(version: bytes, code: bytes, reason: bytes, headers: Headers) -> list[bytes]:
+    """
+    The status line and headers of a response, in pieces, as twisted.web
+    writes them.
+    """
+    head = [version, b" ", code, b" ", reason, b"\r\n"]
+    for name, values in headers.getAllRawHeaders():
+        for value in values:
+            head += (name, b": ", value, b"\r\n")
+    head.append(b"\r\n")
+    return head
 
 
 def httpDate() -> bytes:
@@ -118,6 +143,25 @@ class BridgeRequest(Request):
             return
         super().handleContentChunk(data)
 
+    # Headers by their byte names, read and set where twisted.web's Headers
+    # files them: a request asks for a handful and sets a handful, and
+    # each trip through Headers' general methods (names of either type,
+    # values to clean of line breaks) would cost more than the lookup.
+    # Anything else goes to twisted.web as it is.
+
+    def getHeader(self, key: Any) -> Any:
+        if not isinstance(key, bytes):
+            return super().getHeader(key)
+        values = self.requestHeaders._rawHeaders.get(_headerName(key))
+        return values[-1] if values else None
+
+    def setHeader(self, name: Any, value: Any) -> None:
+        if (isinstance(name, bytes) and isinstance(value, bytes)
+                and b"\n" not in value and b"\r" not in value):
+            self.responseHeaders._rawHeaders[_headerName(name)] = [value]
+        else:
+            super().setHeader(name, value)
+
     #: Called once if the client goes away before the answer is finished.
     onLost: Optional[Callable[[], None]] = None
 
@@ -154,15 +198,43 @@ class BridgeRequest(Request):
     def write(self, data: bytes) -> None:
         # The status line and headers go out in the same write as the
         # first piece of the body: one system call, and one packet for
-        # the client to wake up for, instead of two.
+        # the client to wake up for, instead of two.  An answer whose
+        # length is known (nearly every answer of the bridge) is put
+        # together here, as twisted.web would; any other goes through
+        # twisted.web with the connection's writes held.
+        if self.startedWriting or not data:
+            super().write(data)
+            return
+        if self._plainAnswer():
+            self.startedWriting = 1
+            self.sentLength = len(data)
+            head = _head(self.clientproto, b"%d" % self.code, self.code_message,
+                         self.responseHeaders)
+            head.append(data)
+            self.channel.writeSequence(head)
+            return
         channel: Any = self.channel
-        held = (not self.startedWriting and bool(data)
-                and isinstance(channel, BridgeChannel) and channel.holdWrites())
+        held = isinstance(channel, BridgeChannel) and channel.holdWrites()
         try:
             super().write(data)
         finally:
             if held:
                 channel.releaseWrites()
+
+    def _plainAnswer(self) -> bool:
+        """
+        Whether twisted.web would write this answer's head as it is, with
+        the body after it unchanged: its length and type are set, and
+        nothing else (HEAD, a status without a body, an encoder, cookies,
+        caching headers, a closed connection) has a say.
+        """
+        headers = self.responseHeaders
+        return (isinstance(self.channel, BridgeChannel)
+                and not self._disconnected and self.method != b"HEAD"
+                and not self._inFakeHead and self.code not in NO_BODY_CODES
+                and self._encoder is None and not self.cookies and self.etag is None
+                and self.lastModified is None and headers.hasHeader(b"content-length")
+                and headers.hasHeader(b"content-type"))
 
     def writeMany(self, pieces: list[bytes]) -> None:
         """
@@ -278,9 +350,11 @@ class BridgeChannel(HTTPChannel):
             request = factory(self, len(self.requests))
         self.requests.append(request)
         self._command, self._path, self._version = head.group(1, 2, 3)
-        add = request.requestHeaders.addRawHeader
+        # The head passed the parser's checks: its values hold no line
+        # breaks for Headers to clean, so they are filed as they are.
+        headers = request.requestHeaders._rawHeaders
         for name, value in _WHOLE_FIELD.findall(data, start, end):
-            add(name, value)
+            headers.setdefault(_headerName(name), []).append(value)
         self.length = length
         self.allHeadersReceived()
         if body:
@@ -360,12 +434,7 @@ class BridgeChannel(HTTPChannel):
         if self._held is None or not isinstance(headers, Headers):
             super().writeHeaders(version, code, reason, headers)
             return
-        held = self._held
-        held += (version, b" ", code, b" ", reason, b"\r\n")
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                held += (name, b": ", value, b"\r\n")
-        held.append(b"\r\n")
+        self._held += _head(version, code, reason, headers)
 
     def write(self, data: bytes) -> None:
         if self._held is None:

@@ -16,7 +16,7 @@ import treq
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -259,3 +259,24 @@ def makeManager(config: Optional[SessionConfig] = None, **spec: Any
                              spawn=spawner, killpg=spawner.killpg)
     manager.startService()
     return manager, spawner, clock
+
+
+class WritesTransport(StringTransport):
+    """
+    A transport that keeps each write apart.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        #: What each call wrote, and the pieces it was given.
+        self.writes: list[bytes] = []
+        self.pieces: list[list[bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.writeSequence([data])
+
+    def writeSequence(self, data: Any) -> None:
+        pieces = list(data)
+        self.pieces.append(pieces)
+        self.writes.append(b"".join(pieces))
+        super().write(b"".join(pieces))

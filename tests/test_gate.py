@@ -31,7 +31,7 @@ from mcpbridge.sessions import SessionConfig
 from mcpbridge.site import BridgeSite
 from mcpbridge.web import BridgeApp
 
-from .fakes import makeManager
+from .fakes import WritesTransport, makeManager
 
 KEY1, KEY2, TOKEN = "k-first-0123456789", "k-second-9876543210", "t-bearer-abcdef012345"
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -612,27 +612,6 @@ class ReadTimeoutTests(FrontTestCase):
         self.assertFalse(transport.disconnecting)
         self.clock.advance(2)
         self.assertTrue(transport.disconnecting)
-
-
-class WritesTransport(StringTransport):
-    """
-    A transport that keeps each write apart.
-    """
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        #: What each call wrote, and the pieces it was given.
-        self.writes: list[bytes] = []
-        self.pieces: list[list[bytes]] = []
-
-    def write(self, data: bytes) -> None:
-        self.writeSequence([data])
-
-    def writeSequence(self, data: Any) -> None:
-        pieces = list(data)
-        self.pieces.append(pieces)
-        self.writes.append(b"".join(pieces))
-        super().write(b"".join(pieces))
 
 
 class WriteTests(FrontTestCase):

@@ -28,6 +28,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from mcpbridge.site import BridgeChannel, BridgeRequest, BridgeSite, httpDate
 
+from .fakes import WritesTransport
+
 
 class Mirror(Resource):
     """
@@ -245,6 +247,31 @@ class WholeRequestTests(SynchronousTestCase):
         self.assertSame(b"POST /mcp HTTP/1.1\r\n" + data)
 
 
+class DatelessTransport(WritesTransport):
+    """
+    Keeps each write apart; its value leaves out the Date header.
+    """
+
+    def value(self) -> bytes:
+        return _DATE.sub(b"", super().value())
+
+
+def serve(resource: Resource, requestFactory: Any, data: bytes) -> DatelessTransport:
+    """
+    Feed C{data} to a connection of a site serving C{resource} with
+    requests made by C{requestFactory}.
+
+    @return: the connection's transport.
+    """
+    site = BridgeSite(resource, reactor=MemoryReactorClock())
+    site.requestFactory = requestFactory
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = DatelessTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(data)
+    return transport
+
+
 class TwistedProcessRequest(BridgeRequest):
     """
     A L{BridgeRequest} processed by twisted.web's own C{process}.
@@ -261,13 +288,7 @@ class ProcessTests(SynchronousTestCase):
 
     def exchange(self, requestFactory: Any, data: bytes) -> tuple[bytes, Any]:
         mirror = Mirror()
-        site = BridgeSite(mirror, reactor=MemoryReactorClock())
-        site.requestFactory = requestFactory
-        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(data)
-        return _DATE.sub(b"", transport.value()), mirror.seen
+        return serve(mirror, requestFactory, data).value(), mirror.seen
 
     def test_sameAsTwisted(self) -> None:
         for data in [post(), post(target=b"/mcp?x=1"), post(target=b"/other"),
@@ -300,13 +321,155 @@ class ProcessTests(SynchronousTestCase):
 
             def render(self, request: Any) -> bytes:
                 raise RuntimeError("broken")
-        site = BridgeSite(Broken(), reactor=MemoryReactorClock())
-        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(post())
+        transport = serve(Broken(), BridgeRequest, post())
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 500 "))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class TwistedHeadersRequest(BridgeRequest):
+    """
+    A L{BridgeRequest} that reads, sets and writes headers with
+    twisted.web's own methods.
+    """
+
+    getHeader = Request.getHeader
+    setHeader = Request.setHeader
+    write = Request.write
+
+
+class Answers(Resource):
+    """
+    Answers in many shapes, chosen by the path, and tells what it read of
+    the request's headers.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: What writing after the end raised.
+        self.late: list[str] = []
+
+    def render(self, request: Any) -> Any:
+        shape = request.path.strip(b"/")
+        read = [request.getHeader(name) for name in
+                (b"accept", b"Accept", b"ACCEPT", b"x-missing", b"x-empty", "Accept", "x-a")]
+        body = json.dumps([v.decode() if isinstance(v, bytes) else v for v in read]).encode()
+        request.setHeader(b"x-read", b"yes")
+        if shape == b"json":
+            request.setHeader(b"content-type", b"application/json")
+            return body
+        if shape == b"untyped":  # twisted.web adds its default type
+            return body
+        if shape == b"streamed":  # no length: chunked
+            request.setHeader(b"content-type", b"text/plain")
+            request.write(body)
+            request.write(b"more")
+            request.finish()
+            return NOT_DONE_YET
+        if shape == b"late":  # headers set, the body written in pieces
+            request.setHeader(b"content-type", b"text/plain")
+            request.setHeader(b"content-length", b"%d" % (len(body) + 4))
+            request.write(body)
+            request.write(b"more")
+            request.finish()
+            return NOT_DONE_YET
+        if shape == b"twice":  # written to after its end
+            request.setHeader(b"content-type", b"text/plain")
+            request.setHeader(b"content-length", b"2")
+            request.write(b"ok")
+            request.finish()
+            try:
+                request.write(b"again")
+            except Exception as e:
+                self.late.append(type(e).__name__)
+            return NOT_DONE_YET
+        if shape == b"nocontent":
+            request.setResponseCode(204)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"dropped"
+        if shape == b"odd":  # values to clean, names of both types, repeats
+            request.setHeader(b"content-type", b"text/plain")
+            request.setHeader(b"x-broken", b"a\r\nb\nc")
+            request.setHeader("X-Text", "caf\u00e9")
+            request.setHeader(b"X-Twice", b"1")
+            request.setHeader(b"x-twice", b"2")
+            request.responseHeaders.addRawHeader(b"x-many", b"1")
+            request.responseHeaders.addRawHeader(b"x-many", b"2")
+            return body
+        if shape == b"cookie":
+            request.setHeader(b"content-type", b"text/plain")
+            request.addCookie(b"k", b"v")
+            return body
+        if shape == b"etag":
+            request.setHeader(b"content-type", b"text/plain")
+            request.setETag(b"abc")
+            request.setLastModified(1000000000)
+            return body
+        return body
+
+
+class AnswerTests(SynchronousTestCase):
+    """
+    L{BridgeRequest} reads request headers, sets response headers and
+    writes answers by a shorter way than twisted.web's; what resources read
+    and what goes on the wire must be the same.
+    """
+
+    def exchange(self, requestFactory: Any, data: bytes) -> tuple[bytes, list[bytes]]:
+        self.answers = Answers()
+        transport = serve(self.answers, requestFactory, data)
+        return transport.value(), transport.writes
+
+    def request(self, shape: bytes, method: bytes = b"GET", version: bytes = b"HTTP/1.1") -> bytes:
+        return (method + b" /" + shape + b" " + version + b"\r\nHost: x\r\n"
+                b"Accept: text/plain\r\naccept: application/json\r\nX-Empty:\r\n"
+                b"X-A: 1\r\n\r\n")
+
+    def test_sameAsTwisted(self) -> None:
+        for shape in [b"json", b"untyped", b"streamed", b"late", b"twice", b"nocontent",
+                      b"odd", b"cookie", b"etag"]:
+            for method in [b"GET", b"HEAD"]:
+                for version in [b"HTTP/1.1", b"HTTP/1.0"]:
+                    data = self.request(shape, method, version)
+                    ours, _ = self.exchange(BridgeRequest, data)
+                    theirs, _ = self.exchange(TwistedHeadersRequest, data)
+                    self.assertEqual(ours, theirs, data)
+                    self.assertTrue(ours.startswith(b"HTTP/1."), ours)
+
+    def test_headersRead(self) -> None:
+        """
+        A header is found under any spelling of its name, a repeated one
+        gives its last value, and a name given as text gives text.
+        """
+        output, _ = self.exchange(BridgeRequest, self.request(b"json"))
+        read = json.loads(output.split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(read, ["application/json"] * 3 + [None, "", "application/json", "1"])
+        theirs, _ = self.exchange(TwistedHeadersRequest, self.request(b"json"))
+        self.assertEqual(output, theirs)
+
+    def test_writeAfterEnd(self) -> None:
+        """
+        Writing to an answer after its end raises, as with twisted.web.
+        """
+        self.exchange(BridgeRequest, self.request(b"twice"))
+        self.assertEqual(self.answers.late, ["RuntimeError"])
+
+    def test_oneWrite(self) -> None:
+        """
+        An answer of known length leaves in one write, head and body.
+        """
+        output, writes = self.exchange(BridgeRequest, self.request(b"json"))
+        self.assertEqual(len(writes), 1)
+        self.assertIn(b"\r\nContent-Length: ", writes[0])
+
+    def test_cleaned(self) -> None:
+        """
+        A value with line breaks is cleaned as twisted.web cleans it.
+        """
+        output, _ = self.exchange(BridgeRequest, self.request(b"odd"))
+        self.assertIn(b"\r\nX-Broken: a b c\r\n", output)
+        self.assertIn(b"\r\nX-Twice: 2\r\n", output)
 
 
 class Slow(Resource):

@@ -451,12 +451,18 @@ class BridgeChannel(HTTPChannel):
     # What every request asks the connection, asked of the socket once.
 
     _host: Any = None
+    _peer: Any = None
     _secure: Optional[bool] = None
 
     def getHost(self) -> Any:
         if self._host is None:
             self._host = super().getHost()
         return self._host
+
+    def getPeer(self) -> Any:
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
     def isSecure(self) -> bool:
         if self._secure is None:

@@ -472,6 +472,47 @@ class AnswerTests(SynchronousTestCase):
         self.assertIn(b"\r\nX-Twice: 2\r\n", output)
 
 
+class CountingTransport(StringTransport):
+    """
+    Counts how often it is asked for its addresses.
+    """
+
+    asked = 0
+
+    def getPeer(self) -> Any:
+        self.asked += 1
+        return super().getPeer()
+
+    def getHost(self) -> Any:
+        self.asked += 1
+        return super().getHost()
+
+
+class AddressTests(SynchronousTestCase):
+    def test_askedOnce(self) -> None:
+        """
+        A connection asks its transport for its two addresses once, however
+        many requests it carries, and every request sees them.
+        """
+        mirror = Mirror()
+        site = BridgeSite(mirror, reactor=MemoryReactorClock())
+        peer = IPv4Address("TCP", "10.0.0.7", 40001)
+        channel = site.buildProtocol(peer)
+        transport = CountingTransport(peerAddress=peer)
+        channel.makeConnection(transport)
+        seen: list[Any] = []
+        render = mirror.render
+
+        def remember(request: Any) -> bytes:
+            seen.append((request.getClientAddress(), request.getHost()))
+            return render(request)
+        mirror.render = remember  # type: ignore[method-assign]
+        for _ in range(3):
+            channel.dataReceived(post())
+        self.assertEqual(seen, [(peer, transport.getHost())] * 3)
+        self.assertEqual(transport.asked, 3)  # twice for the channel, once just now
+
+
 class Slow(Resource):
     """
     Answers only when told to.

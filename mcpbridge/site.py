@@ -75,6 +75,15 @@ def _headerName(name: bytes) -> bytes:
     return next(iter(headers.getAllRawHeaders()))[0]
 
 
+@lru_cache(maxsize=16)
+def _nonQueued(factory: Any) -> bool:
+    """
+    Whether C{factory} makes requests without the deprecated C{queued}
+    argument (asked once per factory, not per request).
+    """
+    return INonQueuedRequestFactory.providedBy(factory)
+
+
 def _head(version: bytes, code: bytes, reason: bytes, headers: Headers) -> list[bytes]:
     """
     The status line and headers of a response, in pieces, as twisted.web
@@ -344,7 +353,7 @@ class BridgeChannel(HTTPChannel):
 
         self.resetTimeout()
         factory = self.requestFactory
-        if INonQueuedRequestFactory.providedBy(factory):
+        if _nonQueued(factory):
             request = factory(self)
         else:
             request = factory(self, len(self.requests))

@@ -24,7 +24,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.http import datetimeToString
+from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import provider
 
 from mcpbridge.site import BridgeChannel, BridgeRequest, BridgeSite, httpDate
 
@@ -228,6 +230,25 @@ class WholeRequestTests(SynchronousTestCase):
 
     def test_default(self) -> None:
         self.assertTrue(BridgeChannel.wholeRequests)
+
+    def test_requestFactories(self) -> None:
+        """
+        A request factory gets the deprecated C{queued} argument only if it
+        does not say it takes none, as twisted.web's parser does it.
+        """
+        for nonQueued in [True, False]:
+            made: list[tuple[Any, ...]] = []
+
+            def factory(channel: Any, *args: Any) -> BridgeRequest:
+                made.append(args)
+                return BridgeRequest(channel)
+            if nonQueued:
+                factory = provider(INonQueuedRequestFactory)(factory)
+            exchange = Exchange(True)
+            exchange.channel.requestFactory = factory
+            output, _, _ = exchange.feed(post(), post())
+            self.assertEqual(made, [()] * 2 if nonQueued else [(0,)] * 2)
+            self.assertEqual(output.count(b"HTTP/1.1 200 OK"), 2)
 
     @settings(max_examples=300, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))

@@ -156,7 +156,9 @@ class BridgeRequest(Request):
     # files them: a request asks for a handful and sets a handful, and
     # each trip through Headers' general methods (names of either type,
     # values to clean of line breaks) would cost more than the lookup.
-    # Anything else goes to twisted.web as it is.
+    # Anything else goes to twisted.web as it is.  (_rawHeaders is the
+    # store Headers documents as its ivar; tests/test_site.py compares
+    # these methods with twisted.web's own, byte for byte on the wire.)
 
     def getHeader(self, key: Any) -> Any:
         if not isinstance(key, bytes):

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from twisted.internet import reactor, task, tcp, threads
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
@@ -113,13 +113,17 @@ class TrustOnly:
                  clientKey: Optional[str] = None, clientCert: Optional[str] = None) -> None:
         self.trustRoot = Certificate.loadPEM(read(caPath))
         self.hostname = hostname
-        self.clientCertificate = (
-            PrivateCertificate.loadPEM(read(clientKey) + read(clientCert))
-            if clientKey and clientCert else None)
+        # The client certificate goes to the context as cryptography's
+        # objects (pyOpenSSL's, which PrivateCertificate would pass, are
+        # deprecated there); CertificateOptions only hands them on.
+        self.clientCertificate: dict[str, Any] = (
+            {"privateKey": serialization.load_pem_private_key(read(clientKey), None),
+             "certificate": x509.load_pem_x509_certificate(read(clientCert))}
+            if clientKey and clientCert else {})
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         return optionsForClientTLS(self.hostname, trustRoot=self.trustRoot,
-                                   clientCertificate=self.clientCertificate)
+                                   extraCertificateOptions=self.clientCertificate)
 
 
 def stdlibContext(caPath: str, clientKey: Optional[str] = None,

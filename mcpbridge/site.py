@@ -23,7 +23,7 @@ import re
 import time
 from functools import lru_cache
 from io import BytesIO
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall
@@ -172,15 +172,6 @@ class BridgeRequest(Request):
             self.responseHeaders._rawHeaders[_headerName(name)] = [value]
         else:
             super().setHeader(name, value)
-
-    #: Called once if the client goes away before the answer is finished.
-    onLost: Optional[Callable[[], None]] = None
-
-    def connectionLost(self, reason: Failure) -> None:
-        super().connectionLost(reason)
-        onLost, self.onLost = self.onLost, None
-        if onLost is not None:
-            onLost()
 
     def process(self) -> None:
         # The path nearly every request takes is served as twisted.web's

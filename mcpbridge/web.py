@@ -33,7 +33,6 @@ from .logs import debugEnabled, logger
 from .pool import ChildPool
 from .servers import BridgedServer, Servers
 from .sessions import SESSION_VERSIONS, Session, SessionError, SessionManager
-from .site import BridgeRequest
 from .streams import Connection, Stream, parseEventId
 
 _JSON = b"application/json"
@@ -171,7 +170,7 @@ class BridgeApp:
             return result
         lost = False
 
-        def gone(_: Any = None) -> None:
+        def gone(_: Any) -> None:
             nonlocal lost
             lost = True
             result.cancel()
@@ -189,12 +188,8 @@ class BridgeApp:
             else:
                 request.processingFailed(failure)  # type: ignore[attr-defined]
 
-        # The client going away cancels the answer (as Klein does), told by
-        # the bridge's request directly rather than through a Deferred.
-        if isinstance(request, BridgeRequest):
-            request.onLost = gone
-        else:
-            request.notifyFinish().addErrback(gone)  # type: ignore[attr-defined]
+        # The client going away cancels the answer, as Klein does.
+        request.notifyFinish().addErrback(gone)  # type: ignore[attr-defined]
         result.addCallbacks(write, failed)
         return NOT_DONE_YET
 

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 #: The project root (the directory holding ``mcpbridge/`` and ``tests/``).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,8 +86,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 # --------------------------------------------------------------- /proc ---
 
-def _stat(pid: int) -> Optional[Tuple[str, int, int]]:
-    """(state, ppid, starttime) of a process from /proc, or None if gone."""
+class ProcStat(NamedTuple):
+    """The fields of /proc/PID/stat the tests and the benchmark read."""
+
+    state: str
+    ppid: int
+    ticks: int  # utime + stime, in clock ticks
+    starttime: int
+
+
+def proc_stat(pid: int) -> Optional[ProcStat]:
+    """The /proc/PID/stat of a process, or None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode("ascii", "replace")
@@ -95,7 +104,7 @@ def _stat(pid: int) -> Optional[Tuple[str, int, int]]:
         return None
     # The command name is in parentheses and may itself hold spaces or ')'.
     rest = data[data.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), int(rest[19])
+    return ProcStat(rest[0], int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19]))
 
 
 def process_alive(pid: int, starttime: Optional[int] = None) -> bool:
@@ -103,10 +112,10 @@ def process_alive(pid: int, starttime: Optional[int] = None) -> bool:
     Whether C{pid} names a live process that is not a zombie (and, given
     C{starttime} from /proc, the same process rather than a reused pid).
     """
-    stat = _stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
+    stat = proc_stat(pid)
+    if stat is None or stat.state in ("Z", "X"):
         return False
-    return starttime is None or stat[2] == starttime
+    return starttime is None or stat.starttime == starttime
 
 
 def descendants(pid: int) -> List[int]:
@@ -115,10 +124,10 @@ def descendants(pid: int) -> List[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        stat = _stat(int(entry))
-        if stat is None or stat[0] in ("Z", "X"):
+        stat = proc_stat(int(entry))
+        if stat is None or stat.state in ("Z", "X"):
             continue
-        children.setdefault(stat[1], []).append(int(entry))
+        children.setdefault(stat.ppid, []).append(int(entry))
     found: List[int] = []
     todo = list(children.get(pid, ()))
     while todo:
@@ -132,9 +141,9 @@ def snapshot(pids: Iterable[int]) -> List[Tuple[int, int]]:
     """(pid, starttime) pairs, to check later with L{still_alive}."""
     out = []
     for p in pids:
-        stat = _stat(p)
+        stat = proc_stat(p)
         if stat is not None:
-            out.append((p, stat[2]))
+            out.append((p, stat.starttime))
     return out
 
 

@@ -118,12 +118,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 JSON = Dict[str, Any]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+# The /proc readers are the tests' own (stdlib only), whichever directory
+# this runs from.
+sys.path.insert(0, ROOT)
+from tests.support import proc_stat, process_alive  # noqa: E402
 ECHO_SERVER = os.path.join(HERE, "echo_server.py")
 HOST = "127.0.0.1"
 PROTOCOL_VERSION = "2025-11-25"
@@ -197,33 +201,6 @@ def sleep_for(seconds: float) -> None:
 
 
 # ----------------------------------------------------------------- /proc ---
-
-class ProcStat(NamedTuple):
-    state: str
-    ppid: int
-    ticks: int  # utime + stime, in clock ticks
-    starttime: int
-
-
-def proc_stat(pid: int) -> Optional[ProcStat]:
-    """Fields of /proc/PID/stat, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name is in parentheses and may hold spaces or ')'.
-    rest = data[data.rindex(")") + 2:].split()
-    return ProcStat(rest[0], int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19]))
-
-
-def alive(pid: int, starttime: Optional[int] = None) -> bool:
-    """Whether C{pid} is a live, non-zombie process (the same one, given its start time)."""
-    stat = proc_stat(pid)
-    if stat is None or stat.state in ("Z", "X"):
-        return False
-    return starttime is None or stat.starttime == starttime
-
 
 def cpu_ticks(pid: int) -> int:
     stat = proc_stat(pid)
@@ -840,7 +817,7 @@ class BridgeProcess:
         Processes of the bridge still alive: children ever seen, plus orphans
         the kernel gave to this script as their subreaper.
         """
-        left = {pid: st for pid, st in self.seen.items() if alive(pid, st)}
+        left = {pid: st for pid, st in self.seen.items() if process_alive(pid, st)}
         if not self.running:
             for pid, st in children_of(os.getpid()).items():
                 if pid not in OWN_PIDS:
@@ -866,7 +843,7 @@ def kill_pids(pids: Dict[int, int]) -> List[int]:
     """SIGTERM these processes (checked by start time), SIGKILL after 5 s; returns them."""
     signal_alive(pids, signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE
-    while time.monotonic() < deadline and any(alive(p, st) for p, st in pids.items()):
+    while time.monotonic() < deadline and any(process_alive(p, st) for p, st in pids.items()):
         time.sleep(0.05)
     signal_alive(pids, signal.SIGKILL)
     reap_orphans()
@@ -876,7 +853,7 @@ def kill_pids(pids: Dict[int, int]) -> List[int]:
 def signal_alive(pids: Dict[int, int], sig: int) -> None:
     """Send C{sig} to those of these processes (checked by start time) still alive."""
     for pid, st in pids.items():
-        if alive(pid, st):
+        if process_alive(pid, st):
             try:
                 os.kill(pid, sig)
             except OSError:
@@ -1524,7 +1501,7 @@ def case_leaks(ctx: Context) -> JSON:
             statuses[error_kind(e)] += 1
     ctx.client.close()
     sleep_for(LEAK_WAIT)
-    after_delete = sorted(p for p, st in served.items() if alive(p, st))
+    after_delete = sorted(p for p, st in served.items() if process_alive(p, st))
     children_after_delete = len(bridge.scan())
     bridge.stop()
     if bridge.exit_seconds is None:

@@ -24,6 +24,7 @@ walking ``/proc``, for asserting that a bridge leaves no child behind.
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
 import os
@@ -239,19 +240,30 @@ def read_sse_event(response: http.client.HTTPResponse, deadline: float) -> Optio
 
 # -------------------------------------------------------------- Bridge ---
 
-def _die_with_parent() -> None:
+#: prctl(2) options.
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def prctl(option: int, value: int) -> bool:
     """
-    In the forked bridge, before exec: ask Linux to SIGTERM it if the test
-    process dies, so a killed test run leaves no bridge behind (the bridge
-    then stops its own children).
+    Linux's prctl(2) with one argument.
+
+    @return: whether it worked (never, off Linux).
     """
     try:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)) == 0
     except Exception:
-        pass
+        return False
+
+
+def die_with_parent() -> None:
+    """
+    In a forked bridge, before exec: ask Linux to SIGTERM it if the
+    process that started it dies, so a killed test or benchmark run leaves
+    no bridge behind (the bridge then stops its own children).
+    """
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class BridgeError(Exception):
@@ -330,7 +342,7 @@ class Bridge:
             self.proc = subprocess.Popen(
                 self.argv(), stdin=subprocess.DEVNULL, stdout=self._logfile,
                 stderr=subprocess.STDOUT, env=self.env, cwd=self._workdir.name,
-                preexec_fn=_die_with_parent, pass_fds=self.pass_fds)
+                preexec_fn=die_with_parent, pass_fds=self.pass_fds)
             deadline = time.monotonic() + self.ready_timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

@@ -282,7 +282,7 @@ def browse(url: str, node: str, js: str, browser: str,
             # SIGTERM to the driver if the test process dies; Playwright
             # then closes the browser.
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
-                                    env=env, cwd=tmp, preexec_fn=support._die_with_parent)
+                                    env=env, cwd=tmp, preexec_fn=support.die_with_parent)
         deadline = started + BROWSER_TIMEOUT + DRIVER_GRACE
 
         def look(everywhere: bool) -> None:

@@ -100,7 +100,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ctypes
 import datetime
 import json
 import math
@@ -127,7 +126,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # The /proc readers are the tests' own (stdlib only), whichever directory
 # this runs from.
 sys.path.insert(0, ROOT)
-from tests.support import proc_stat, process_alive  # noqa: E402
+from tests.support import (  # noqa: E402
+    PR_SET_CHILD_SUBREAPER, die_with_parent, free_port, prctl, proc_stat, process_alive)
 ECHO_SERVER = os.path.join(HERE, "echo_server.py")
 HOST = "127.0.0.1"
 PROTOCOL_VERSION = "2025-11-25"
@@ -302,19 +302,6 @@ def machine_info() -> JSON:
             "cpu_count": os.cpu_count(), "mem_total_kb": mem_kb,
             "kernel": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "python_executable": sys.executable}
-
-
-def _prctl(option: int, value: int) -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(option, value, 0, 0, 0)) == 0
-    except Exception:
-        return False
-
-
-def _die_with_parent() -> None:
-    """In the forked bridge, before exec: SIGTERM it should this script die."""
-    _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 #: Processes this script started itself (the bridge, direct servers, workers).
@@ -749,14 +736,12 @@ class BridgeProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
         last = ""
         for _attempt in range(3):  # the port may be taken between the probe and the bind
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.bind((HOST, 0))
-                self.port = int(probe.getsockname()[1])
+            self.port = free_port()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     self.argv(self.port), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
-                    start_new_session=True, preexec_fn=_die_with_parent)
+                    start_new_session=True, preexec_fn=die_with_parent)
             OWN_PIDS.add(self.proc.pid)
             self.exit_seconds = None
             deadline = time.monotonic() + BUDGET.cap(timeout)
@@ -1721,7 +1706,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.monotonic()
     # Make SIGTERM unwind like Ctrl-C does, so that the finally below stops the bridge.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of the bridge become ours
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the bridge become ours
     planned = 1 + args.sessions + args.setup_n + 1 + args.idle_sessions
     options = ["--spares", "24", "--max-sessions", str(planned + 20), *args.extra]
     bridge = BridgeProcess(options, [sys.executable, ECHO_SERVER])

@@ -123,8 +123,8 @@ JSON = Dict[str, Any]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-# The /proc readers are the tests' own (stdlib only), whichever directory
-# this runs from.
+# Its process helpers (/proc, ports, prctl) are the tests' own, standard
+# library only, imported whichever directory this runs from.
 sys.path.insert(0, ROOT)
 from tests.support import (  # noqa: E402
     PR_SET_CHILD_SUBREAPER, die_with_parent, free_port, prctl, proc_stat, process_alive)

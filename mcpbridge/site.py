@@ -21,20 +21,24 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from functools import lru_cache
 from io import BytesIO
 from typing import Any, Optional
 
 from twisted.internet import tcp
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import NO_BODY_CODES, HTTPChannel, datetimeToString
-from twisted.web.iweb import INonQueuedRequestFactory
+from twisted.web.http import NO_BODY_CODES, RESPONSES, HTTPChannel, datetimeToString
+from twisted.web.iweb import INonQueuedRequestFactory, IRequest
 from twisted.web.http_headers import Headers
 from twisted.web.resource import _IEncodingResource
-from twisted.web.server import Request, Site
+from twisted.web.error import UnsupportedMethod
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.server import version as serverVersion
+from zope.interface import implementer
 
 from .eager import socketSender, writeEagerly
 from .logs import debugEnabled, logger
@@ -108,7 +112,38 @@ def httpDate() -> bytes:
     return _date[1]
 
 
-class BridgeRequest(Request):
+class _HeadersByName:
+    """
+    Headers by their byte names, read and set where twisted.web's
+    L{Headers} files them: a request asks for a handful and sets a handful,
+    and each trip through Headers' general methods (names of either type,
+    values to clean of line breaks) would cost more than the lookup.
+    Anything else goes through L{Headers} as twisted.web's L{Request}
+    sends it.  (C{_rawHeaders} is the store L{Headers} documents as its
+    ivar; C{tests/test_site.py} compares these methods with twisted.web's
+    own, byte for byte on the wire.)
+    """
+
+    requestHeaders: Headers
+    responseHeaders: Headers
+
+    def getHeader(self, key: Any) -> Any:
+        values: Any
+        if isinstance(key, bytes):
+            values = self.requestHeaders._rawHeaders.get(_headerName(key))
+        else:
+            values = self.requestHeaders.getRawHeaders(key)
+        return values[-1] if values else None
+
+    def setHeader(self, name: Any, value: Any) -> None:
+        if (isinstance(name, bytes) and isinstance(value, bytes)
+                and b"\n" not in value and b"\r" not in value):
+            self.responseHeaders._rawHeaders[_headerName(name)] = [value]
+        else:
+            self.responseHeaders.setRawHeaders(name, [value])
+
+
+class BridgeRequest(_HeadersByName, Request):
     """
     A request whose body is kept only up to the site's C{maxBodySize}.
 
@@ -151,27 +186,6 @@ class BridgeRequest(Request):
             self.content = BytesIO()
             return
         super().handleContentChunk(data)
-
-    # Headers by their byte names, read and set where twisted.web's Headers
-    # files them: a request asks for a handful and sets a handful, and
-    # each trip through Headers' general methods (names of either type,
-    # values to clean of line breaks) would cost more than the lookup.
-    # Anything else goes to twisted.web as it is.  (_rawHeaders is the
-    # store Headers documents as its ivar; tests/test_site.py compares
-    # these methods with twisted.web's own, byte for byte on the wire.)
-
-    def getHeader(self, key: Any) -> Any:
-        if not isinstance(key, bytes):
-            return super().getHeader(key)
-        values = self.requestHeaders._rawHeaders.get(_headerName(key))
-        return values[-1] if values else None
-
-    def setHeader(self, name: Any, value: Any) -> None:
-        if (isinstance(name, bytes) and isinstance(value, bytes)
-                and b"\n" not in value and b"\r" not in value):
-            self.responseHeaders._rawHeaders[_headerName(name)] = [value]
-        else:
-            super().setHeader(name, value)
 
     def process(self) -> None:
         # The path nearly every request takes is served as twisted.web's
@@ -253,6 +267,264 @@ class BridgeRequest(Request):
                 channel.releaseWrites()
 
 
+class _Outcome:
+    """
+    A resource whose C{render} gives what another resource's already gave
+    (a body, or an exception): for a L{LeanRequest} to have twisted.web
+    deal with an outcome it does not take itself, without rendering twice.
+    """
+
+    isLeaf = True
+
+    def __init__(self, body: Any = None, error: Optional[BaseException] = None) -> None:
+        self.body = body
+        self.error = error
+
+    def render(self, request: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.body
+
+
+@implementer(IRequest)
+class LeanRequest(_HeadersByName):
+    """
+    A plain POST to C{/mcp} that arrived whole, with only what serving it
+    as nearly every such request is served needs: headers read and set, a
+    status, one answer of known length written with its head, the end.
+
+    twisted.web's L{Request} does much more per request (cookies, a query
+    string, the resource tree, chunking, HEAD, producers, sessions), each
+    step cheap but all of them on the path of every call.  This request
+    does only the common steps, each as twisted.web does it, and hands
+    over to a full L{BridgeRequest} the first time anything else is asked
+    of it (an event stream, an answer without a length, a failure, any
+    attribute it does not have): L{_promote} makes that request from this
+    one's state, and this object then forwards everything to it.
+    C{tests/test_site.py} compares what goes on the wire with
+    L{BridgeRequest}'s and twisted.web's own.
+    """
+
+    method = b"POST"
+    uri = path = b"/mcp"
+    clientproto = b"HTTP/1.1"
+    code = 200
+    code_message = b"OK"
+    finished = 0
+    startedWriting = 0
+    sentLength = 0
+    queued = 0
+    tooLarge = False
+    _disconnected = False
+    defaultContentType = b"text/html"
+
+    def __init__(self, channel: "BridgeChannel", headers: Headers, body: bytes) -> None:
+        self.channel: Any = channel
+        self.requestHeaders = headers
+        self.responseHeaders = Headers()
+        self.content: Any = BytesIO(body)
+        self.bodyBytes = len(body)
+        self.client = channel.getPeer()
+        self.host = channel.getHost()
+        self.notifications: list[Deferred[None]] = []
+        self.args: dict[bytes, list[bytes]] = {}
+
+    def process(self) -> None:
+        # As BridgeRequest.process, then twisted.web's render for a body.
+        channel = self.channel
+        self.site = site = channel.site
+        headers = self.responseHeaders._rawHeaders
+        headers[b"Server"] = [serverVersion]
+        headers[b"Date"] = [httpDate()]
+        self.prepath: list[bytes] = []
+        self.postpath = [b"mcp"]
+        try:
+            resource = site.getResourceFor(self)
+            if _IEncodingResource.providedBy(resource) \
+                    and resource.getEncoder(self) is not None:
+                _handOver(self).render(resource)
+                return
+            try:
+                body = resource.render(self)
+            except UnsupportedMethod as e:
+                _handOver(self).render(_Outcome(error=e))
+                return
+            if body is NOT_DONE_YET:
+                return
+            if isinstance(self, LeanRequest) and isinstance(body, bytes) \
+                    and not self.startedWriting and not self.finished:
+                self.setHeader(b"content-length", b"%d" % len(body))
+                self.write(body)
+                self.finish()
+            else:
+                _handOver(self).render(_Outcome(body))
+        except BaseException:
+            _handOver(self).processingFailed(Failure())
+
+    # What the bridge asks of nearly every request (and its headers, from
+    # _HeadersByName).
+
+    def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:
+        self.code = code
+        self.code_message = message if message is not None \
+            else RESPONSES.get(code, b"Unknown Status")
+
+    def getClientAddress(self) -> Any:
+        return self.client
+
+    def getHost(self) -> Any:
+        return self.host
+
+    def isSecure(self) -> bool:
+        channel = self.__dict__.get("channel")
+        return bool(channel is not None and channel.isSecure())
+
+    def notifyFinish(self) -> "Deferred[None]":
+        d: Deferred[None] = Deferred()
+        self.notifications.append(d)
+        return d
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            raise RuntimeError(
+                "Request.write called on a request after Request.finish was called.")
+        if self._disconnected:
+            return
+        headers = self.responseHeaders
+        raw = headers._rawHeaders
+        if (self.startedWriting or not data or self.code in NO_BODY_CODES
+                or b"Content-Length" not in raw or b"Content-Type" not in raw):
+            self._promote().write(data)
+            return
+        self.startedWriting = 1
+        self.sentLength = len(data)
+        head = _head(self.clientproto, b"%d" % self.code, self.code_message, headers)
+        head.append(data)
+        self.channel.writeSequence(head)
+
+    def finish(self) -> None:
+        if self._disconnected:
+            raise RuntimeError(
+                "Request.finish called on a request after its connection was lost; "
+                "use Request.notifyFinish to keep track of this.")
+        if self.finished:
+            warnings.warn("Warning! request.finish called twice.", stacklevel=2)
+            return
+        if not self.startedWriting:
+            self._promote().finish()
+            return
+        channel = self.channel
+        factory = getattr(channel, "factory", None)
+        if factory is not None:
+            factory.log(self)
+        self.finished = 1
+        channel.requestDone(self)
+        del self.channel
+        self.content.close()
+        del self.content
+        notifications, self.notifications = self.notifications, []
+        for d in notifications:
+            d.callback(None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._disconnected = True
+        self.channel = None
+        if self.content is not None:
+            self.content.close()
+        notifications, self.notifications = self.notifications, []
+        for d in notifications:
+            d.errback(reason)
+
+    # Anything else: a full request takes over.
+
+    def __getattr__(self, name: str) -> Any:
+        # (The channel and the body are gone once the answer is finished,
+        # as from twisted.web's requests.)
+        if name.startswith("__") or name in ("_full", "channel", "content"):
+            raise AttributeError(name)
+        return getattr(self._promote(), name)
+
+    def _promote(self) -> BridgeRequest:
+        """
+        Hand over to a L{BridgeRequest} made from this request's state;
+        from now on this object forwards every attribute to it.
+        """
+        state = dict(self.__dict__)
+        channel = state.get("channel")
+        full = BridgeRequest.__new__(BridgeRequest)
+        # BridgeRequest's own __init__ needs a live channel (it asks for the
+        # addresses this request already has); a lost one is taken as is.
+        holder = channel if channel is not None else _LostChannel(state)
+        BridgeRequest.__init__(full, holder)
+        for name in ("method", "uri", "path", "clientproto", "code", "code_message",
+                     "finished", "startedWriting", "sentLength", "defaultContentType",
+                     "_disconnected"):
+            state.setdefault(name, getattr(type(self), name))
+        full.__dict__.update(state)
+        full.channel = channel  # type: ignore[assignment]
+        full.parseCookies()
+        if channel is not None:
+            requests = channel.requests
+            for i, r in enumerate(requests):
+                if r is self:
+                    requests[i] = full
+        self.__dict__.clear()
+        self.__class__ = _Promoted  # type: ignore[assignment]
+        self.__dict__["_full"] = full
+        return full
+
+
+def _handOver(request: Any) -> BridgeRequest:
+    """
+    The full request a L{LeanRequest} hands over to (made now if it has
+    not yet).
+    """
+    if isinstance(request, _Promoted):
+        return request._full
+    return request._promote()
+
+
+class _LostChannel:
+    """
+    What a L{BridgeRequest} made for a request whose connection is gone
+    reads of its channel while it is made.
+    """
+
+    transport = None
+    site = None
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._client = state.get("client")
+        self._host = state.get("host")
+
+    def getPeer(self) -> Any:
+        return self._client
+
+    def getHost(self) -> Any:
+        return self._host
+
+
+@implementer(IRequest)
+class _Promoted:
+    """
+    A L{LeanRequest} that handed over to a full request: every attribute
+    read, set or deleted is that request's.
+    """
+
+    _full: BridgeRequest
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_full":
+            raise AttributeError(name)
+        return getattr(self._full, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._full, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._full, name)
+
+
 class BridgeChannel(HTTPChannel):
     """
     An HTTP connection with a deadline for each request to arrive whole,
@@ -260,6 +532,8 @@ class BridgeChannel(HTTPChannel):
     """
 
     transport: Any
+    site: Any
+    _savedTimeOut: Optional[int] = None  # type: ignore[assignment]
 
     readTimeout: float = 30.0
     writeBufferSize: Optional[int] = None
@@ -346,6 +620,11 @@ class BridgeChannel(HTTPChannel):
 
         self.resetTimeout()
         factory = self.requestFactory
+        if (factory is BridgeRequest and head.group(2) == b"/mcp" and head.group(1) == b"POST"
+                and b"\nconnection:" not in lower
+                and length <= (getattr(self.site, "maxBodySize", 0) or length)):
+            self._leanRequest(data, start, end, body)
+            return True
         if _nonQueued(factory):
             request = factory(self)
         else:
@@ -363,6 +642,28 @@ class BridgeChannel(HTTPChannel):
             request.handleContentChunk(body)
         self.allContentReceived()
         return True
+
+    def _leanRequest(self, data: bytes, start: int, end: int, body: bytes) -> None:
+        """
+        Serve a whole POST to C{/mcp} with a L{LeanRequest}, putting the
+        connection in the state twisted.web's C{allHeadersReceived} and
+        C{allContentReceived} would: persistent (the request has no
+        C{Connection} header), no keep-alive timeout while it is served,
+        later bytes kept until it is done.
+        """
+        headers = Headers()
+        raw = headers._rawHeaders
+        for name, value in _WHOLE_FIELD.findall(data, start, end):
+            raw.setdefault(_headerName(name), []).append(value)
+        request = LeanRequest(self, headers, body)
+        self.requests.append(request)
+        self.persistent = True
+        self._requestStarted = None
+        if self.timeOut:
+            self._savedTimeOut = self.setTimeout(None)
+        self._handlingRequest = True
+        self.setRawMode()
+        request.process()
 
     def allContentReceived(self) -> None:
         self._requestStarted = None

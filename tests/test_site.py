@@ -28,7 +28,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import provider
 
-from mcpbridge.site import BridgeChannel, BridgeRequest, BridgeSite, httpDate
+from mcpbridge.site import BridgeChannel, BridgeRequest, BridgeSite, LeanRequest, httpDate
 
 from .fakes import WritesTransport
 
@@ -370,9 +370,12 @@ class Answers(Resource):
         super().__init__()
         #: What writing after the end raised.
         self.late: list[str] = []
+        #: The requests rendered.
+        self.requests: list[Any] = []
 
     def render(self, request: Any) -> Any:
-        shape = request.path.strip(b"/")
+        self.requests.append(request)
+        shape = request.getHeader(b"x-shape") or request.path.strip(b"/")
         read = [request.getHeader(name) for name in
                 (b"accept", b"Accept", b"ACCEPT", b"x-missing", b"x-empty", "Accept", "x-a")]
         body = json.dumps([v.decode() if isinstance(v, bytes) else v for v in read]).encode()
@@ -427,6 +430,21 @@ class Answers(Resource):
             request.setETag(b"abc")
             request.setLastModified(1000000000)
             return body
+        if shape == b"empty":  # as the bridge answers a POST of notifications
+            request.setResponseCode(202)
+            request.defaultContentType = None
+            return b""
+        if shape == b"coded":
+            request.setResponseCode(429, b"Slow Down")
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
+            request.finish()
+            return NOT_DONE_YET
+        if shape == b"broken":
+            raise RuntimeError("broken")
+        if shape == b"nobytes":
+            return "text"
         return body
 
 
@@ -491,6 +509,198 @@ class AnswerTests(SynchronousTestCase):
         output, _ = self.exchange(BridgeRequest, self.request(b"odd"))
         self.assertIn(b"\r\nX-Broken: a b c\r\n", output)
         self.assertIn(b"\r\nX-Twice: 2\r\n", output)
+
+
+class FullRequest(BridgeRequest):
+    """
+    A L{BridgeRequest} made for every request: a site with its own request
+    factory makes no L{LeanRequest}.
+    """
+
+
+#: Answer shapes, named in an X-Shape header.
+SHAPES = [b"json", b"untyped", b"streamed", b"late", b"twice", b"nocontent", b"odd",
+          b"cookie", b"etag", b"empty", b"coded", b"broken"]
+
+#: The shapes a LeanRequest answers itself: the others hand over to a
+#: full request.
+LEAN_SHAPES = {b"json", b"twice", b"odd", b"coded"}
+
+
+class LeanRequestTests(SynchronousTestCase):
+    """
+    A plain POST to C{/mcp} that arrives whole is served by a
+    L{LeanRequest}, which answers as a L{BridgeRequest} (and twisted.web)
+    would, handing over to a full request for anything it does not do.
+    """
+
+    def exchange(self, requestFactory: Any, data: bytes) -> tuple[bytes, Answers]:
+        answers = Answers()
+        transport = serve(answers, requestFactory, data)
+        return transport.value(), answers
+
+    def request(self, shape: bytes, *headers: bytes) -> bytes:
+        return post(b"{}", b"Accept: text/plain", b"accept: application/json", b"X-Empty:",
+                    b"X-A: 1", b"X-Shape: " + shape, *headers)
+
+    def test_sameAsFull(self) -> None:
+        for shape in SHAPES:
+            data = self.request(shape)
+            ours, answers = self.exchange(BridgeRequest, data)
+            full, fullAnswers = self.exchange(FullRequest, data)
+            theirs, _ = self.exchange(TwistedHeadersRequest, data)
+            self.assertEqual(ours, full, shape)
+            self.assertEqual(ours, theirs, shape)
+            self.assertEqual(answers.late, fullAnswers.late)
+            [request] = answers.requests
+            self.assertEqual(isinstance(request, LeanRequest), shape in LEAN_SHAPES, shape)
+            self.assertIsInstance(fullAnswers.requests[0], FullRequest)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3)
+
+    def test_oneWrite(self) -> None:
+        """
+        A JSON answer leaves in one write, and the request stays lean.
+        """
+        answers = Answers()
+        transport = serve(answers, BridgeRequest, self.request(b"json"))
+        self.assertEqual(len(transport.writes), 1)
+        self.assertIsInstance(answers.requests[0], LeanRequest)
+        self.assertTrue(transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n"))
+
+    def test_notLean(self) -> None:
+        """
+        Only a POST to exactly C{/mcp}, of HTTP/1.1 and without a
+        C{Connection} header, from a site making L{BridgeRequest}s, is
+        served lean.
+        """
+        for data in [self.request(b"json", b"Connection: close"),
+                     self.request(b"json", b"Connection: keep-alive"),
+                     post(b"{}", b"X-Shape: json", target=b"/mcp?a=1"),
+                     post(b"{}", b"X-Shape: json", target=b"/mcp/"),
+                     post(b"{}", b"X-Shape: json", version=b"HTTP/1.0"),
+                     b"PUT /mcp HTTP/1.1\r\nX-Shape: json\r\nContent-Length: 0\r\n\r\n"]:
+            _, answers = self.exchange(BridgeRequest, data)
+            self.assertFalse(isinstance(answers.requests[0], LeanRequest), data)
+        _, answers = self.exchange(FullRequest, self.request(b"json"))
+        self.assertNotIsInstance(answers.requests[0], LeanRequest)
+
+    def test_connectionClose(self) -> None:
+        """
+        C{Connection: close} is answered as twisted.web answers it.
+        """
+        data = self.request(b"json", b"Connection: close")
+        ours, _ = self.exchange(BridgeRequest, data)
+        self.assertIn(b"\r\nConnection: close\r\n", ours)
+
+    def pending(self, requestFactory: Any = BridgeRequest,
+                *headers: bytes) -> tuple[Any, Any, Slow]:
+        slow = Slow()
+        site = BridgeSite(slow, reactor=MemoryReactorClock())
+        site.requestFactory = requestFactory
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(post(b"{}", *headers))
+        return channel, transport, slow
+
+    def test_cookies(self) -> None:
+        """
+        A request's cookies are read when it hands over, as twisted.web
+        reads them.
+        """
+        for factory in [BridgeRequest, FullRequest]:
+            _, _, slow = self.pending(factory, b"Cookie: a=1; b=2")
+            request = slow.waiting.pop()
+            self.assertEqual(request.received_cookies, {b"a": b"1", b"b": b"2"})
+
+    def test_lost(self) -> None:
+        """
+        A connection lost while a lean request is pending fails its
+        C{notifyFinish}; a write is dropped and C{finish} raises, as for
+        twisted.web's requests.
+        """
+        outcomes = []
+        for factory in [BridgeRequest, FullRequest]:
+            channel, transport, slow = self.pending(factory)
+            request = slow.waiting.pop()
+            failures: list[Failure] = []
+            request.notifyFinish().addErrback(failures.append)
+            channel.connectionLost(Failure(ConnectionDone()))
+            request.write(b"late")
+            with self.assertRaises(RuntimeError):
+                request.finish()
+            outcomes.append(([f.type for f in failures], transport.value(),
+                             request.finished, request.getClientAddress()))
+        self.assertEqual(outcomes[0], outcomes[1])
+        self.assertEqual(outcomes[0][0], [ConnectionDone])
+
+    def test_lostThenHandedOver(self) -> None:
+        """
+        A request whose connection is gone can still hand over.
+        """
+        channel, transport, slow = self.pending()
+        request = slow.waiting.pop()
+        request.principal = b"someone"
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(request.received_cookies, {})  # not a LeanRequest attribute
+        self.assertNotIsInstance(request, LeanRequest)
+        self.assertEqual(request.principal, b"someone")
+        self.assertIsNone(request.channel)
+        self.assertEqual(request.getClientAddress(), transport.getPeer())
+
+    def test_handedOverState(self) -> None:
+        """
+        What was set on a lean request is the full request's once it hands
+        over, which then takes the lean one's place on the connection.
+        """
+        channel, transport, slow = self.pending()
+        request = slow.waiting.pop()
+        request.principal = b"someone"
+        request.setHeader(b"x-set", b"before")
+        notified: list[Any] = []
+        request.notifyFinish().addCallback(notified.append)
+        request.registerProducer(Slow(), True)  # not a LeanRequest method
+        self.assertNotIsInstance(request, LeanRequest)
+        self.assertIsInstance(channel.requests[0], BridgeRequest)
+        self.assertEqual(request.principal, b"someone")
+        request.unregisterProducer()
+        request.write(b"{}")
+        request.finish()
+        self.assertEqual(notified, [None])
+        self.assertTrue(request.finished)
+        self.assertEqual(channel.requests, [])
+        self.assertIn(b"\r\nX-Set: before\r\n", transport.value())
+        self.assertIn(b"\r\nTransfer-Encoding: chunked\r\n", transport.value())
+
+    def test_pipelined(self) -> None:
+        """
+        A request that arrives while a lean one is answered waits for it.
+        """
+        channel, transport, slow = self.pending()
+        channel.dataReceived(post(b'{"n":2}'))
+        self.assertEqual(len(slow.waiting), 1)
+        for body in [b"1", b"2"]:
+            request = slow.waiting.pop()
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"content-length", b"1")
+            request.write(body)
+            request.finish()
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 2)
+        self.assertTrue(transport.value().endswith(b"\r\n\r\n2"))
+        self.assertFalse(transport.disconnecting)
+
+    def test_finishTwice(self) -> None:
+        channel, transport, slow = self.pending()
+        request = slow.waiting.pop()
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-length", b"2")
+        request.write(b"{}")
+        request.finish()
+        self.assertWarns(UserWarning, "Warning! request.finish called twice.", __file__,
+                         lambda: request.finish())
+        with self.assertRaises(AttributeError):
+            request.channel
+        self.assertIsInstance(request, LeanRequest)
 
 
 class CountingTransport(StringTransport):

@@ -28,7 +28,7 @@ from mcpbridge.gate import CORS, Credentials, CredentialError, Gate, RateLimiter
 from mcpbridge.guard import OriginGuard
 from mcpbridge.pool import MODERN, ChildPool, PoolConfig
 from mcpbridge.sessions import SessionConfig
-from mcpbridge.site import BridgeSite
+from mcpbridge.site import BridgeSite, LeanRequest
 from mcpbridge.web import BridgeApp
 
 from .fakes import WritesTransport, makeManager
@@ -668,6 +668,28 @@ class WriteTests(FrontTestCase):
         large = max(transport.pieces[0], key=len)
         self.assertGreater(len(large), size)
         self.assertFalse(large.startswith(b"HTTP/"))
+
+    def test_callServedLean(self) -> None:
+        """
+        A tool call answered with JSON is served from start to end by a
+        L{LeanRequest}, without handing over to a full request; one whose
+        answer becomes an event stream hands over.
+        """
+        for meta, lean in [(None, True), ({"progressToken": "p"}, False)]:
+            call, child, protocol, transport = self.call(meta)
+            session = self.manager.get(self.sid)
+            assert session is not None
+            [stream] = session.streams.values()
+            assert stream.connection is not None
+            request = stream.connection.request
+            self.assertIsInstance(request, LeanRequest)
+            if meta:
+                child.send({"jsonrpc": "2.0", "method": "notifications/progress",
+                            "params": {"progressToken": "p", "progress": 1}})
+            child.answer(call, {"content": []})
+            self.assertEqual(isinstance(request, LeanRequest), lean)
+            self.assertTrue(request.finished)
+            self.assertEqual(parseResponse(b"".join(transport.writes)).status, 200)
 
     def test_largeAnswerNotJoined(self) -> None:
         call, child, protocol, transport = self.call()

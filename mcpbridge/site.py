@@ -101,6 +101,31 @@ def _head(version: bytes, code: bytes, reason: bytes, headers: Headers) -> list[
     return head
 
 
+def _writeWithHead(request: Any, data: bytes) -> None:
+    """
+    Start C{request}'s answer: its status line, headers and C{data} in one
+    write to the connection, as twisted.web would write them (the caller
+    has checked that twisted.web would add or change nothing).
+    """
+    request.startedWriting = 1
+    request.sentLength = len(data)
+    head = _head(request.clientproto, b"%d" % request.code, request.code_message,
+                 request.responseHeaders)
+    head.append(data)
+    request.channel.writeSequence(head)
+
+
+def _fileHeaders(headers: Headers, data: bytes, start: int, end: int) -> None:
+    """
+    File the header lines of a whole request's head (C{data[start:end]},
+    already checked as twisted.web's parser checks them, so no value holds
+    a line break for L{Headers} to clean) under twisted.web's names.
+    """
+    raw = headers._rawHeaders
+    for name, value in _WHOLE_FIELD.findall(data, start, end):
+        raw.setdefault(_headerName(name), []).append(value)
+
+
 def httpDate() -> bytes:
     """
     The time now as an HTTP C{Date} header value, made once a second.
@@ -222,12 +247,7 @@ class BridgeRequest(_HeadersByName, Request):
             super().write(data)
             return
         if self._plainAnswer():
-            self.startedWriting = 1
-            self.sentLength = len(data)
-            head = _head(self.clientproto, b"%d" % self.code, self.code_message,
-                         self.responseHeaders)
-            head.append(data)
-            self.channel.writeSequence(head)
+            _writeWithHead(self, data)
             return
         channel: Any = self.channel
         held = isinstance(channel, BridgeChannel) and channel.holdWrites()
@@ -274,8 +294,6 @@ class _Outcome:
     deal with an outcome it does not take itself, without rendering twice.
     """
 
-    isLeaf = True
-
     def __init__(self, body: Any = None, error: Optional[BaseException] = None) -> None:
         self.body = body
         self.error = error
@@ -313,7 +331,6 @@ class LeanRequest(_HeadersByName):
     finished = 0
     startedWriting = 0
     sentLength = 0
-    queued = 0
     tooLarge = False
     _disconnected = False
     defaultContentType = b"text/html"
@@ -331,8 +348,7 @@ class LeanRequest(_HeadersByName):
 
     def process(self) -> None:
         # As BridgeRequest.process, then twisted.web's render for a body.
-        channel = self.channel
-        self.site = site = channel.site
+        self.site = site = self.channel.site
         headers = self.responseHeaders._rawHeaders
         headers[b"Server"] = [serverVersion]
         headers[b"Date"] = [httpDate()]
@@ -390,17 +406,12 @@ class LeanRequest(_HeadersByName):
                 "Request.write called on a request after Request.finish was called.")
         if self._disconnected:
             return
-        headers = self.responseHeaders
-        raw = headers._rawHeaders
+        raw = self.responseHeaders._rawHeaders
         if (self.startedWriting or not data or self.code in NO_BODY_CODES
                 or b"Content-Length" not in raw or b"Content-Type" not in raw):
             self._promote().write(data)
             return
-        self.startedWriting = 1
-        self.sentLength = len(data)
-        head = _head(self.clientproto, b"%d" % self.code, self.code_message, headers)
-        head.append(data)
-        self.channel.writeSequence(head)
+        _writeWithHead(self, data)
 
     def finish(self) -> None:
         if self._disconnected:
@@ -631,11 +642,7 @@ class BridgeChannel(HTTPChannel):
             request = factory(self, len(self.requests))
         self.requests.append(request)
         self._command, self._path, self._version = head.group(1, 2, 3)
-        # The head passed the parser's checks: its values hold no line
-        # breaks for Headers to clean, so they are filed as they are.
-        headers = request.requestHeaders._rawHeaders
-        for name, value in _WHOLE_FIELD.findall(data, start, end):
-            headers.setdefault(_headerName(name), []).append(value)
+        _fileHeaders(request.requestHeaders, data, start, end)
         self.length = length
         self.allHeadersReceived()
         if body:
@@ -652,9 +659,7 @@ class BridgeChannel(HTTPChannel):
         later bytes kept until it is done.
         """
         headers = Headers()
-        raw = headers._rawHeaders
-        for name, value in _WHOLE_FIELD.findall(data, start, end):
-            raw.setdefault(_headerName(name), []).append(value)
+        _fileHeaders(headers, data, start, end)
         request = LeanRequest(self, headers, body)
         self.requests.append(request)
         self.persistent = True

@@ -584,11 +584,19 @@ class LeanRequestTests(SynchronousTestCase):
 
     def test_connectionClose(self) -> None:
         """
-        C{Connection: close} is answered as twisted.web answers it.
+        C{Connection: close} is answered as twisted.web answers it: the
+        same bytes, the header echoed, and the connection closed.
         """
         data = self.request(b"json", b"Connection: close")
-        ours, _ = self.exchange(BridgeRequest, data)
-        self.assertIn(b"\r\nConnection: close\r\n", ours)
+        closed = []
+        for factory in [BridgeRequest, FullRequest, TwistedHeadersRequest]:
+            answers = Answers()
+            transport = serve(answers, factory, data)
+            closed.append((transport.value(), transport.disconnecting))
+        self.assertEqual(closed[0], closed[1])
+        self.assertEqual(closed[0], closed[2])
+        self.assertIn(b"\r\nConnection: close\r\n", closed[0][0])
+        self.assertTrue(closed[0][1])
 
     def pending(self, requestFactory: Any = BridgeRequest,
                 *headers: bytes) -> tuple[Any, Any, Slow]:
